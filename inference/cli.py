@@ -1,0 +1,40 @@
+"""``python -m inference <command>``: one subcommand per module, imported only when used.
+
+Each command module defines ``add_arguments(parser)`` and ``run(args) -> int``. User errors are
+typed exceptions with a one-line message: they go to stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "probe": ("inference.probe", "show what the media pipeline sees in a clip"),
+    "tiny-checkpoint": ("inference.tiny", "write a tiny random-init checkpoint in the released layout"),
+    "run": ("inference.run", "reason about a clip and print the Trace"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m inference", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text)
+        command_parser.set_defaults(_module=module_name)
+        importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from inference.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args._module)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
