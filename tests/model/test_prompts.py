@@ -49,7 +49,7 @@ def tok():
 
 
 @pytest.fixture(scope="module")
-def golden(official_tiny: Path) -> dict[str, list[int]]:
+def golden_ids(official_tiny: Path) -> dict[str, list[int]]:
     ref = official_tiny / "reference"
     return {
         "prompt": np.load(ref / "prompt_input_ids.npy")[0].tolist(),
@@ -144,9 +144,9 @@ def test_unknown_kind_is_a_programming_error():
         build_user_text("chat", QUESTION, OPTIONS)
 
 
-def test_prompt_ids_equal_official(tok, golden):
+def test_prompt_ids_equal_official(tok, golden_ids):
     ids = build_prompt_ids(tok, GOLDEN_USER_TEXT)
-    assert ids == golden["prompt"]
+    assert ids == golden_ids["prompt"]
     assert len(ids) == 70 and ids.index(AV_PLACEHOLDER_ID) == 14
 
 
@@ -166,9 +166,9 @@ def test_custom_system_message(tok):
     assert ids[:8] == [151644, 8948, 198, 3430, 9814, 13, 151645, 198]  # "Be", " brief", "."
 
 
-def test_prompt_plus_continuation_equals_full_ids(tok, golden):
+def test_prompt_plus_continuation_equals_full_ids(tok, golden_ids):
     assert tok(CONTINUATION).input_ids == CONTINUATION_IDS
-    assert build_prompt_ids(tok, GOLDEN_USER_TEXT) + CONTINUATION_IDS == golden["full"]
+    assert build_prompt_ids(tok, GOLDEN_USER_TEXT) + CONTINUATION_IDS == golden_ids["full"]
 
 
 def test_prompt_text_is_what_the_ids_spell(tok):
@@ -184,13 +184,13 @@ def test_prompt_text_is_what_the_ids_spell(tok):
     )
 
 
-def test_build_prompt_bundles_everything(tok, golden):
+def test_build_prompt_bundles_everything(tok, golden_ids):
     prompt = build_prompt(tok, "reasoning", QUESTION, OPTIONS)
     assert prompt == Prompt(
         kind="reasoning",
         user_text=GOLDEN_USER_TEXT,
         text=prompt_text(GOLDEN_USER_TEXT),
-        ids=tuple(golden["prompt"]),
+        ids=tuple(golden_ids["prompt"]),
     )
 
 
