@@ -1,0 +1,55 @@
+"""The annotation store: clips, traces, steps, alternatives, labels and their history in SQLite.
+
+Importing this package opens nothing. ``Store.open(path)`` creates or migrates a database;
+see ``annotation_db.store`` for the verbs, ``annotation_db.export`` for the training formats,
+``annotation_db.stats`` for agreement and calibration, and ``python -m annotation_db --help``.
+It takes Traces as plain dicts (their JSON form, defined in ``inference/trace.py``) and never
+imports ``inference``, torch or gradio.
+"""
+
+from annotation_db.errors import (
+    DatabaseOpenError,
+    DatabaseTooNewError,
+    ExportFormatError,
+    ImportFormatError,
+    InvalidAlternativeError,
+    InvalidAnnotatorError,
+    InvalidLabelError,
+    LabelOwnershipError,
+    NothingToUndoError,
+    StoreError,
+    TraceConflictError,
+    UnknownAlternativeError,
+    UnknownLabelError,
+    UnknownStepError,
+    UnknownTraceError,
+)
+from annotation_db.export import DEFAULT_MU, FORMATS, ExportOptions
+from annotation_db.migrations import ERROR_TYPES, VERDICTS
+from annotation_db.store import QUEUE_ORDERS, Store, StoreConfig
+
+__all__ = [
+    "DEFAULT_MU",
+    "ERROR_TYPES",
+    "FORMATS",
+    "QUEUE_ORDERS",
+    "VERDICTS",
+    "DatabaseOpenError",
+    "DatabaseTooNewError",
+    "ExportFormatError",
+    "ExportOptions",
+    "ImportFormatError",
+    "InvalidAlternativeError",
+    "InvalidAnnotatorError",
+    "InvalidLabelError",
+    "LabelOwnershipError",
+    "NothingToUndoError",
+    "Store",
+    "StoreConfig",
+    "StoreError",
+    "TraceConflictError",
+    "UnknownAlternativeError",
+    "UnknownLabelError",
+    "UnknownStepError",
+    "UnknownTraceError",
+]

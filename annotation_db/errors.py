@@ -1,0 +1,68 @@
+"""Errors a user of the store can cause. Each has a one-line message that says what to do.
+
+``annotation_db`` never imports ``inference``, so these do not derive from
+``inference.errors.UserError``: callers that show errors to people (the UI, the CLI) catch
+``StoreError`` beside ``UserError``. Anything else that escapes the store is a bug.
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of every error caused by what a caller handed to the store."""
+
+
+class ImportFormatError(StoreError):
+    """A line of an import file is not a valid Trace / manifest entry (the message names it)."""
+
+
+class TraceConflictError(StoreError):
+    """A trace id is already stored with different content (other clip, question or steps)."""
+
+
+class UnknownTraceError(StoreError):
+    """No trace with this id is stored."""
+
+
+class UnknownStepError(StoreError):
+    """The trace has no step with this index."""
+
+
+class UnknownAlternativeError(StoreError):
+    """No alternative with this id is stored at the given step."""
+
+
+class UnknownLabelError(StoreError):
+    """No label with this id is stored."""
+
+
+class InvalidLabelError(StoreError):
+    """A verdict, error type, comment or time spent is not acceptable."""
+
+
+class InvalidAlternativeError(StoreError):
+    """An alternative's text or source is not acceptable."""
+
+
+class InvalidAnnotatorError(StoreError):
+    """An annotator name is empty, too long or not a string."""
+
+
+class LabelOwnershipError(StoreError):
+    """An annotator tried to change or undo another annotator's label."""
+
+
+class NothingToUndoError(StoreError):
+    """The annotator has no earlier state of this label to go back to."""
+
+
+class ExportFormatError(StoreError):
+    """An export format, output suffix or filter is not supported."""
+
+
+class DatabaseOpenError(StoreError):
+    """The file cannot be opened as an annotation database."""
+
+
+class DatabaseTooNewError(StoreError):
+    """The database was migrated by a newer version of annotation_db than this one."""

@@ -1,0 +1,531 @@
+"""Labels out as training data: pDPO pairs, TRL DPO, TRL stepwise supervision, Step-DPO.
+
+``collect`` reads everything an export needs with a handful of set-based queries (one read
+transaction); the record builders below are pure functions of that data; ``write`` stores the
+records as JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
+
+Rules (the README repeats them):
+
+- **Items** are original steps and alternatives. An annotator's ``unsure`` counts for nothing.
+  Several annotators combine by **majority**: the item's verdict is accept or reject, whichever
+  has more votes; a tie gives no verdict. **Agreement** = votes for the majority / votes
+  (accept + reject). ``min_agreement`` drops verdicts whose agreement is lower (the item then
+  has no verdict); ``annotators`` counts only those annotators' labels and preferences.
+- **Preferences** (``record_preference``) combine the same way: alternative or original,
+  whichever more annotators chose; a tie gives no preference.
+- **Step pairs** at step k of a trace (shared prefix: the trace's steps 0..k-1). Candidates are
+  the original step k and the alternatives at k. (a) Each decided preference gives the chosen
+  candidate over the other. (b) Every candidate with verdict accept is preferred over every
+  candidate with verdict reject. The same (chosen, rejected) from both sources is one pair
+  whose ``provenance`` lists both; its agreement is the lowest of those involved. Opposite
+  pairs from different sources are both kept (filter them with ``min_agreement``).
+- **soft_label** = sigma((p(chosen) - p(rejected)) / mu) where both candidates carry rollout
+  ``expected_correctness`` p (the paper's soft a_k), else 1.0 (hard). ``mu`` defaults to 0.1:
+  with N = 6 rollouts p moves in steps of 1/6, and one rollout of difference gives 0.84.
+- **Full-path pairs**: among traces of the same clip (content hash), question and prompt, a
+  trace whose every step has verdict accept is preferred over a trace with a step whose verdict
+  is reject. Agreement: the lowest over the accepted trace's steps and the rejected trace's
+  first rejected step. They appear in ``pdpo`` (pair_type full_path) and ``trl-dpo``.
+- **Stepwise** (``trl-stepwise``): per trace, the steps from the first up to and including the
+  first rejected one (PRM800K phase 2), stopping before a step without a verdict; labels True
+  for accept, False for reject. Plus, for every alternative at step k with a verdict whose
+  prefix 0..k-1 is all accepted, the prefix and the alternative.
+- **since**: a record is kept when the newest label or preference behind it was written at or
+  after ``since`` (all labels still count towards the verdicts).
+- **Rendering** (TRL and Step-DPO strings): a step is ``text + "<end_of_step>\\n"`` (official
+  llava_trainer.py:1292); a complete path (full-path pairs, ``full_chosen``) joins its steps
+  with ``"<end_of_step>\\n"`` and ends without one, like the released training data
+  (official_tiny/data/test_data.json). The prompt is the trace's exact ChatML prompt (ending in
+  ``<|im_start|>assistant\\n``), so prompt + completion is the model's own text.
+- Order: traces in import order, then step index, the original step before alternatives (by
+  id); full-path pairs after step pairs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from annotation_db.errors import ExportFormatError
+from annotation_db.tracejson import STEP_DELIMITER, render_steps
+
+FORMATS = ("pdpo", "trl-dpo", "trl-stepwise", "step-dpo")
+SUFFIXES = (".jsonl", ".parquet")
+DEFAULT_MU = 0.1  # soft-label temperature; see the module doc
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Which labels count and how soft labels are computed."""
+
+    annotators: tuple[str, ...] | None = None  # None: everyone's labels
+    min_agreement: float = 0.0  # 0: every majority verdict counts
+    since: str | None = None  # store timestamp text (see store.parse_since); None: all records
+    mu: float = DEFAULT_MU
+
+
+# ---------------------------------------------------------------------- data read from the store
+
+
+@dataclass(frozen=True)
+class Vote:
+    """Combined verdict of one item (or one preference) over annotators."""
+
+    verdict: str | None  # accept | reject (preferences: alternative | original) | None = undecided
+    agreement: float  # votes for the majority / all votes
+    annotators: tuple[str, ...]  # sorted names of everyone who voted (unsure excluded)
+    labeled_at: str  # newest update behind the vote
+
+
+@dataclass
+class Candidate:
+    kind: str  # "original" | "model" | "human"
+    alternative_id: int | None
+    text: str
+    score: float | None  # contrastive score (original steps only)
+    expected_correctness: float | None
+    vote: Vote | None
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (0, 0) if self.alternative_id is None else (1, self.alternative_id)
+
+
+@dataclass
+class StepData:
+    index: int
+    original: Candidate
+    alternatives: list[Candidate] = field(default_factory=list)
+    preferences: dict[int, Vote] = field(default_factory=dict)  # alternative id -> vote
+
+
+@dataclass
+class TraceData:
+    id: str
+    clip_sha256: str
+    video_path: str
+    question: str
+    options: list[str] | None
+    prompt: str
+    reference_answer: str | None
+    steps: list[StepData] = field(default_factory=list)
+
+
+def _vote(
+    first: int, second: int, names: str, labeled_at: str, labels: tuple[str, str], min_agreement: float
+) -> Vote:
+    total = first + second
+    agreement = max(first, second) / total
+    verdict = None if first == second or agreement < min_agreement else labels[0 if first > second else 1]
+    return Vote(verdict, agreement, tuple(sorted(set(json.loads(names)))), labeled_at)
+
+
+def collect(db: Database, options: ExportOptions) -> list[TraceData]:
+    """Every trace that has a label or preference (in import order), with combined votes."""
+    who, args = "", []
+    if options.annotators:
+        who = f" AND annotator IN ({','.join('?' * len(options.annotators))})"
+        args = list(options.annotators)
+    labeled = f"""SELECT step_id FROM labels WHERE verdict != 'unsure'{who}
+                  UNION SELECT step_id FROM preferences WHERE 1{who}"""
+    trace_ids = f"SELECT DISTINCT trace_id FROM steps WHERE id IN ({labeled})"
+    label_votes = db.execute(
+        f"""SELECT step_id, alternative_id, sum(verdict = 'accept'), sum(verdict = 'reject'),
+                   json_group_array(annotator), max(updated_at)
+            FROM labels WHERE verdict != 'unsure'{who} GROUP BY step_id, alternative_id""",
+        args,
+    ).fetchall()
+    pref_votes = db.execute(
+        f"""SELECT alternative_id, sum(chosen = 'alternative'), sum(chosen = 'original'),
+                   json_group_array(annotator), max(updated_at)
+            FROM preferences WHERE 1{who} GROUP BY alternative_id""",
+        args,
+    ).fetchall()
+    traces = db.execute(
+        f"""SELECT t.id, t.clip_sha256, c.path, t.question, t.options, t.prompt, t.reference_answer
+            FROM traces t JOIN clips c ON c.sha256 = t.clip_sha256
+            WHERE t.id IN ({trace_ids}) ORDER BY t.seq""",
+        args * 2,
+    ).fetchall()
+    steps = db.execute(
+        f"""SELECT id, trace_id, idx, text, score, expected_correctness FROM steps
+            WHERE trace_id IN ({trace_ids}) ORDER BY trace_id, idx""",
+        args * 2,
+    ).fetchall()
+    alternatives = db.execute(
+        f"""SELECT id, step_id, text, source, expected_correctness FROM alternatives WHERE id IN (
+                SELECT alternative_id FROM labels WHERE alternative_id IS NOT NULL AND verdict != 'unsure'{who}
+                UNION SELECT alternative_id FROM preferences WHERE 1{who}) ORDER BY id""",
+        args * 2,
+    ).fetchall()
+
+    labels = ("accept", "reject")
+    votes = {(r[0], r[1]): _vote(r[2], r[3], r[4], r[5], labels, options.min_agreement) for r in label_votes}
+    prefs = {
+        r[0]: _vote(r[1], r[2], r[3], r[4], ("alternative", "original"), options.min_agreement)
+        for r in pref_votes
+    }
+    by_id = {
+        r[0]: TraceData(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]), r[5], r[6])
+        for r in traces
+    }
+    step_by_id: dict[int, StepData] = {}
+    for step_id, trace_id, idx, text, score, ec in steps:
+        step = StepData(idx, Candidate("original", None, text, score, ec, votes.get((step_id, None))))
+        by_id[trace_id].steps.append(step)
+        step_by_id[step_id] = step
+    for alt_id, step_id, text, source, ec in alternatives:
+        step = step_by_id[step_id]
+        step.alternatives.append(Candidate(source, alt_id, text, None, ec, votes.get((step_id, alt_id))))
+        if alt_id in prefs:
+            step.preferences[alt_id] = prefs[alt_id]
+    return list(by_id.values())
+
+
+# ---------------------------------------------------------------------- pairs (pure)
+
+
+@dataclass
+class Pair:
+    trace: TraceData
+    step_index: int | None  # None: a full-path pair
+    chosen: Candidate | TraceData
+    rejected: Candidate | TraceData
+    provenance: set[str]
+    agreement: float
+    annotators: set[str]
+    labeled_at: str
+
+
+def _merge(pair: Pair, provenance: str, votes: list[Vote]) -> None:
+    pair.provenance.add(provenance)
+    pair.agreement = min([pair.agreement, *(v.agreement for v in votes)])
+    for vote in votes:
+        pair.annotators.update(vote.annotators)
+    pair.labeled_at = max([pair.labeled_at, *(v.labeled_at for v in votes)])
+
+
+def _add_pair(
+    found: dict[tuple[Any, Any], Pair],
+    trace: TraceData,
+    step_index: int,
+    chosen: Candidate,
+    rejected: Candidate,
+    provenance: str,
+    votes: list[Vote],
+) -> None:
+    key = (chosen.key, rejected.key)
+    if key not in found:
+        found[key] = Pair(trace, step_index, chosen, rejected, set(), 1.0, set(), "")
+    _merge(found[key], provenance, votes)
+
+
+def step_pairs(trace: TraceData) -> list[Pair]:
+    """Step pairs of one trace (rules (a) and (b) of the module doc), in export order."""
+    pairs: list[Pair] = []
+    for step in trace.steps:
+        candidates = [step.original, *step.alternatives]
+        found: dict[tuple[Any, Any], Pair] = {}
+        accepted = [c for c in candidates if c.vote and c.vote.verdict == "accept"]
+        rejected = [c for c in candidates if c.vote and c.vote.verdict == "reject"]
+        for good in accepted:
+            for bad in rejected:
+                _add_pair(found, trace, step.index, good, bad, "labels", [good.vote, bad.vote])
+        for alt in step.alternatives:
+            vote = step.preferences.get(alt.alternative_id)
+            if vote is None or vote.verdict is None:
+                continue
+            first, second = (alt, step.original) if vote.verdict == "alternative" else (step.original, alt)
+            _add_pair(found, trace, step.index, first, second, "preference", [vote])
+        pairs.extend(found[key] for key in sorted(found))
+    return pairs
+
+
+def full_path_pairs(traces: list[TraceData]) -> list[Pair]:
+    """Fully accepted trace over a trace with a rejected step, same clip, question and prompt."""
+    groups: dict[tuple[str, str, str], list[TraceData]] = {}
+    for trace in traces:
+        groups.setdefault((trace.clip_sha256, trace.question, trace.prompt), []).append(trace)
+    pairs = []
+    for group in groups.values():
+        good = [t for t in group if t.steps and all(_verdict(s.original) == "accept" for s in t.steps)]
+        bad = []
+        for t in group:
+            first = next((s for s in t.steps if _verdict(s.original) == "reject"), None)
+            if first is not None:
+                bad.append((t, first.original.vote))
+        for g in good:
+            for b, reject_vote in bad:
+                pair = Pair(g, None, g, b, set(), 1.0, set(), "")
+                _merge(pair, "full_path", [s.original.vote for s in g.steps] + [reject_vote])
+                pairs.append(pair)
+    return pairs
+
+
+def _verdict(candidate: Candidate) -> str | None:
+    return None if candidate.vote is None else candidate.vote.verdict
+
+
+def soft_label(chosen: Candidate | TraceData, rejected: Candidate | TraceData, mu: float) -> float:
+    """sigma((p(chosen) - p(rejected)) / mu) where both have rollout correctness, else 1.0."""
+    p = getattr(chosen, "expected_correctness", None)
+    q = getattr(rejected, "expected_correctness", None)
+    if p is None or q is None:
+        return 1.0
+    return 1.0 / (1.0 + math.exp(-(p - q) / mu))
+
+
+def render_path(texts: list[str]) -> str:
+    """A complete path: steps joined by ``<end_of_step>\\n``, no delimiter after the last."""
+    return (STEP_DELIMITER + "\n").join(texts)
+
+
+# ---------------------------------------------------------------------- records (pure)
+
+
+def _video(trace: TraceData) -> dict[str, Any]:
+    return {"video_path": trace.video_path, "video_sha256": trace.clip_sha256}
+
+
+def _texts(trace: TraceData, start: int = 0, stop: int | None = None) -> list[str]:
+    return [s.original.text for s in trace.steps[start:stop]]
+
+
+def _keep(pairs: list[Pair], options: ExportOptions) -> list[Pair]:
+    return [p for p in pairs if options.since is None or p.labeled_at >= options.since]
+
+
+def pdpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
+    """pDPO pairs: step pairs and full-path pairs with video, prefix, scores and provenance."""
+    pairs = [p for t in traces for p in step_pairs(t)] + full_path_pairs(traces)
+    records = []
+    for pair in _keep(pairs, options):
+        trace, chosen, rejected = pair.trace, pair.chosen, pair.rejected
+        step = pair.step_index is not None
+        records.append(
+            {
+                "pair_type": "step" if step else "full_path",
+                **_video(trace),
+                "question": trace.question,
+                "options": trace.options,
+                "prompt": trace.prompt,
+                "step_index": pair.step_index,
+                "prefix_steps": _texts(trace, 0, pair.step_index) if step else [],
+                "chosen_steps": [chosen.text] if step else _texts(chosen),
+                "rejected_steps": [rejected.text] if step else _texts(rejected),
+                "chosen_trace_id": trace.id if step else chosen.id,
+                "rejected_trace_id": trace.id if step else rejected.id,
+                "chosen_source": chosen.kind if step else "original",
+                "rejected_source": rejected.kind if step else "original",
+                "chosen_alternative_id": chosen.alternative_id if step else None,
+                "rejected_alternative_id": rejected.alternative_id if step else None,
+                "chosen_score": chosen.score if step else None,
+                "rejected_score": rejected.score if step else None,
+                "chosen_expected_correctness": chosen.expected_correctness if step else None,
+                "rejected_expected_correctness": rejected.expected_correctness if step else None,
+                "soft_label": soft_label(chosen, rejected, options.mu) if step else 1.0,
+                "provenance": sorted(pair.provenance),
+                "annotators": sorted(pair.annotators),
+                "n_annotators": len(pair.annotators),
+                "agreement": pair.agreement,
+                "labeled_at": pair.labeled_at,
+            }
+        )
+    return records
+
+
+def trl_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
+    """TRL DPO, standard (not conversational): prompt, chosen, rejected (+ video columns)."""
+    records = []
+    for pair in _keep([p for t in traces for p in step_pairs(t)], options):
+        trace = pair.trace
+        records.append(
+            {
+                "prompt": trace.prompt + render_steps(_texts(trace, 0, pair.step_index)),
+                "chosen": render_steps([pair.chosen.text]),
+                "rejected": render_steps([pair.rejected.text]),
+                **_video(trace),
+            }
+        )
+    for pair in _keep(full_path_pairs(traces), options):
+        records.append(
+            {
+                "prompt": pair.trace.prompt,
+                "chosen": render_path(_texts(pair.chosen)),
+                "rejected": render_path(_texts(pair.rejected)),
+                **_video(pair.trace),
+            }
+        )
+    return records
+
+
+def step_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
+    """Step-DPO: prompt, initial_reason_steps, chosen, rejected, full_chosen, full_rejected,
+    answer (+ video columns). ``full_*`` is the candidate and the rest of its path where that
+    path is known (the original step), else null; ``answer`` is the reference answer."""
+    records = []
+    for pair in _keep([p for t in traces for p in step_pairs(t)], options):
+        trace, k = pair.trace, pair.step_index
+
+        def full(candidate: Candidate, trace=trace, k=k) -> str | None:
+            return render_path(_texts(trace, k)) if candidate.alternative_id is None else None
+
+        records.append(
+            {
+                "prompt": trace.prompt,
+                "initial_reason_steps": render_steps(_texts(trace, 0, k)),
+                "chosen": render_steps([pair.chosen.text]),
+                "rejected": render_steps([pair.rejected.text]),
+                "full_chosen": full(pair.chosen),
+                "full_rejected": full(pair.rejected),
+                "answer": trace.reference_answer,
+                **_video(trace),
+            }
+        )
+    return records
+
+
+def trl_stepwise_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
+    """TRL stepwise supervision: prompt, completions (step texts), labels (bools) (+ video)."""
+    records = []
+    for trace in traces:
+        completions: list[str] = []
+        labels: list[bool] = []
+        times: list[str] = []
+        for step in trace.steps:
+            verdict = _verdict(step.original)
+            if verdict is None:
+                break
+            completions.append(step.original.text)
+            labels.append(verdict == "accept")
+            times.append(step.original.vote.labeled_at)
+            if verdict == "reject":
+                break
+        accepted_run = labels.index(False) if False in labels else len(labels)
+        items = [(completions, labels, times)] if completions else []
+        for step in trace.steps[: accepted_run + 1]:
+            for alt in step.alternatives:
+                if _verdict(alt) is None:
+                    continue
+                k = step.index
+                items.append(
+                    (
+                        completions[:k] + [alt.text],
+                        [True] * k + [alt.vote.verdict == "accept"],
+                        times[:k] + [alt.vote.labeled_at],
+                    )
+                )
+        for texts, flags, stamps in items:
+            if options.since is None or max(stamps) >= options.since:
+                records.append(
+                    {"prompt": trace.prompt, "completions": texts, "labels": flags, **_video(trace)}
+                )
+    return records
+
+
+RECORD_BUILDERS: dict[str, Callable[[list[TraceData], ExportOptions], list[dict[str, Any]]]] = {
+    "pdpo": pdpo_records,
+    "trl-dpo": trl_dpo_records,
+    "trl-stepwise": trl_stepwise_records,
+    "step-dpo": step_dpo_records,
+}
+
+
+def parquet_schema(format: str) -> Any:
+    """The explicit Parquet schema of ``format``: a column that is null in every record still
+    gets its real type. (pyarrow is imported here, not at module import: the UI imports the
+    store and should not pay for it.)"""
+    import pyarrow as pa
+
+    text, integer, real, texts = pa.string(), pa.int64(), pa.float64(), pa.list_(pa.string())
+    video = [("video_path", text), ("video_sha256", text)]
+    fields = {
+        "pdpo": [
+            ("pair_type", text),
+            *video,
+            ("question", text),
+            ("options", texts),
+            ("prompt", text),
+            ("step_index", integer),
+            ("prefix_steps", texts),
+            ("chosen_steps", texts),
+            ("rejected_steps", texts),
+            ("chosen_trace_id", text),
+            ("rejected_trace_id", text),
+            ("chosen_source", text),
+            ("rejected_source", text),
+            ("chosen_alternative_id", integer),
+            ("rejected_alternative_id", integer),
+            ("chosen_score", real),
+            ("rejected_score", real),
+            ("chosen_expected_correctness", real),
+            ("rejected_expected_correctness", real),
+            ("soft_label", real),
+            ("provenance", texts),
+            ("annotators", texts),
+            ("n_annotators", integer),
+            ("agreement", real),
+            ("labeled_at", text),
+        ],
+        "trl-dpo": [("prompt", text), ("chosen", text), ("rejected", text), *video],
+        "trl-stepwise": [("prompt", text), ("completions", texts), ("labels", pa.list_(pa.bool_())), *video],
+        "step-dpo": [
+            ("prompt", text),
+            ("initial_reason_steps", text),
+            ("chosen", text),
+            ("rejected", text),
+            ("full_chosen", text),
+            ("full_rejected", text),
+            ("answer", text),
+            *video,
+        ],
+    }
+    return pa.schema(fields[format])
+
+
+# ---------------------------------------------------------------------- files
+
+
+def check_format(format: str) -> None:
+    if format not in FORMATS:
+        raise ExportFormatError(f"export format must be one of {', '.join(FORMATS)}, not {format!r}")
+
+
+def check_out(out: Path) -> str:
+    suffix = out.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise ExportFormatError(f"the output file must end in .jsonl or .parquet, not {out.name!r}")
+    return suffix
+
+
+def write(records: list[dict[str, Any]], format: str, out: Path) -> Path:
+    """Write ``records`` to ``out`` (.jsonl or .parquet) via a temp file, so a crash never
+    leaves half a file under the final name."""
+    check_format(format)
+    suffix = check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        if suffix == ".jsonl":
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            os.close(fd)
+            pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema(format)), tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
