@@ -17,7 +17,7 @@ import av
 import numpy as np
 
 NUMBER_BITS = 10  # frame numbers up to 1023 are readable; higher ones wrap
-NUMBER_ROWS = 0.12  # the number row's height, as a fraction of the frame height
+NUMBER_ROWS = 0.2  # the number row's height, as a fraction of the frame height
 
 
 def draw_frame(i: int, n: int, width: int, height: int, number: bool = True) -> np.ndarray:
@@ -35,22 +35,22 @@ def draw_frame(i: int, n: int, width: int, height: int, number: bool = True) -> 
     sx, sy = width * 0.75, height * 0.2 + t * height * 0.6
     frame[(abs(x - sx) <= side / 2) & (abs(y - sy) <= side / 2)] = (40, 90, 230)  # blue square: down
     if number:
-        row = max(2, int(height * NUMBER_ROWS))
-        block = width // NUMBER_BITS
+        row = max(2, round(height * NUMBER_ROWS))
         for bit in range(NUMBER_BITS):
             on = (i >> (NUMBER_BITS - 1 - bit)) & 1
-            frame[:row, bit * block : (bit + 1) * block] = 255 if on else 0
+            frame[:row, round(bit * width / NUMBER_BITS) : round((bit + 1) * width / NUMBER_BITS)] = 255 * on
     return frame
 
 
 def read_frame_number(frame: np.ndarray) -> int:
     """The index drawn by ``draw_frame`` from an (H, W, 3) uint8 frame (any size, upright)."""
     height, width = frame.shape[:2]
-    row = max(2, int(height * NUMBER_ROWS))
-    block = width // NUMBER_BITS
+    row = height * NUMBER_ROWS
     value = 0
     for bit in range(NUMBER_BITS):
-        cell = frame[row // 4 : row * 3 // 4, bit * block + block // 4 : (bit + 1) * block - block // 4]
+        left, right = bit * width / NUMBER_BITS, (bit + 1) * width / NUMBER_BITS
+        margin = (right - left) / 4
+        cell = frame[round(row / 4) : round(row * 3 / 4), round(left + margin) : round(right - margin)]
         value = (value << 1) | int(cell.mean() > 127)
     return value
 

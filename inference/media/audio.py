@@ -103,6 +103,8 @@ def load_audio_file(path: str | Path, max_file_mb: float | None = None) -> np.nd
 def fit_audio(wave: np.ndarray, real_time: float) -> np.ndarray:
     """Official length rule: pad with zeros to >= 1 s, then cut at round(16000 * real_time).
     An empty ``wave`` (no audio) gives zeros of the clip's length, as the official no-audio path."""
+    if len(wave) == 0:  # official no-audio path: np.zeros(round(sr * real_time))
+        wave = np.zeros(max(round(SAMPLE_RATE * real_time), 1), dtype=np.float32)
     if len(wave) < SAMPLE_RATE:
         wave = np.concatenate([wave, np.zeros(SAMPLE_RATE - len(wave), dtype=np.float32)])
     return wave[: max(round(SAMPLE_RATE * real_time), 1)]

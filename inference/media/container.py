@@ -188,13 +188,13 @@ def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> 
     name = clip.path.name
     video = clip.video
     streams = [video] + ([clip.audio] if clip.audio is not None and on_audio_packet else [])
-    records: list[tuple[int | None, int | None, bool]] = []  # decode order: pts, dts, key
+    records: list[tuple[int | None, bool]] = []  # decode order: pts, keyframe
     try:
         for packet in clip.container.demux(streams):
             if packet.size == 0:  # the demuxer's end-of-stream marker
                 continue
             if packet.stream.index == video.index:
-                records.append((packet.pts, packet.dts, packet.is_keyframe))
+                records.append((packet.pts, packet.is_keyframe))
             else:
                 on_audio_packet(packet)
     except av.FFmpegError as exc:
@@ -206,13 +206,15 @@ def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> 
     index = VideoIndex(time_base=video.time_base or Fraction(1, 1), packets=len(records))
     if all(r[0] is not None for r in records):
         gop, keyframe_ts, seen_key, by_pts = 0, [], False, []
-        for pts, dts, key in records:
+        for pts, key in records:
             if key:
                 if seen_key:
                     gop += 1
                 seen_key = True
             if len(keyframe_ts) <= gop:
-                keyframe_ts.append(dts if dts is not None else pts)
+                # the keyframe's pts: FFmpeg's demuxers seek by presentation time (mov shifts its
+                # dts index by the edit list; seeking by dts lands one GOP early)
+                keyframe_ts.append(pts)
             by_pts.append((pts, gop))
         by_pts.sort()
         index.pts = [p for p, _ in by_pts]

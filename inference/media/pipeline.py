@@ -47,6 +47,7 @@ class MediaInputs:
     waveform: np.ndarray
     frames: np.ndarray
     audio_source: str = "container"  # "container" | "file" | "silence"
+    source_frames: int = 0  # frames in the clip (decord's len(VideoReader))
     timings: dict[str, float] = field(default_factory=dict)  # seconds: decode_s, audio_s, ...
     stats: dict[str, int] = field(default_factory=dict)  # frames decoded, seeks
 
@@ -121,7 +122,7 @@ def load_media(
         timings["frames_s"] = time.perf_counter() - start - timings["index_s"]
         wave, source = _pick_audio(extra_audio, collector)
         info = _clip_info(clip, rotation, indices, has_audio=source != "silence")
-        real_time = clip.real_time
+        real_time, source_frames = clip.real_time, clip.n_frames
     mark = time.perf_counter()
     wave = fit_audio(wave, real_time)
     spectrogram = log_mel(wave)
@@ -138,6 +139,7 @@ def load_media(
         waveform=wave,
         frames=frames,
         audio_source=source,
+        source_frames=source_frames,
         timings=timings,
         stats=stats,
     )
