@@ -20,7 +20,9 @@ NUMBER_BITS = 10  # frame numbers up to 1023 are readable; higher ones wrap
 NUMBER_ROWS = 0.2  # the number row's height, as a fraction of the frame height
 
 
-def draw_frame(i: int, n: int, width: int, height: int, number: bool = True) -> np.ndarray:
+def draw_frame(
+    i: int, n: int, width: int, height: int, number: bool = True, shapes: Sequence[str] = ("circle", "square")
+) -> np.ndarray:
     """Frame ``i`` of ``n``: (height, width, 3) uint8 RGB."""
     t = i / max(n - 1, 1)
     y, x = np.mgrid[0:height, 0:width]
@@ -30,10 +32,12 @@ def draw_frame(i: int, n: int, width: int, height: int, number: bool = True) -> 
     frame[..., 2] = 90
     radius = max(4, min(width, height) // 8)
     cx, cy = radius + t * (width - 2 * radius), height * 0.45
-    frame[(x - cx) ** 2 + (y - cy) ** 2 <= radius**2] = (230, 40, 40)  # red circle: left -> right
+    if "circle" in shapes:  # red circle: left -> right
+        frame[(x - cx) ** 2 + (y - cy) ** 2 <= radius**2] = (230, 40, 40)
     side = radius
-    sx, sy = width * 0.75, height * 0.2 + t * height * 0.6
-    frame[(abs(x - sx) <= side / 2) & (abs(y - sy) <= side / 2)] = (40, 90, 230)  # blue square: down
+    sx, sy = width * 0.75, height * 0.25 + t * height * 0.6
+    if "square" in shapes:  # blue square: top -> bottom
+        frame[(abs(x - sx) <= side / 2) & (abs(y - sy) <= side / 2)] = (40, 90, 230)
     if number:
         row = max(2, round(height * NUMBER_ROWS))
         for bit in range(NUMBER_BITS):
@@ -90,11 +94,12 @@ def write_clip(
     faststart: bool = False,
     options: dict[str, str] | None = None,
     number: bool = True,
+    shapes: Sequence[str] = ("circle", "square"),
 ) -> Path:
     """Write a clip: ``size`` is (width, height) as stored; ``rotation`` (degrees
     counter-clockwise, as PyAV reads it back) goes into the display matrix; ``frame_times`` (seconds)
     makes a variable-frame-rate clip; ``gop`` sets the keyframe interval; ``audio`` is a ``tone``
-    kind or None for no audio track."""
+    kind or None for no audio track; ``number=False`` leaves out the frame-number row."""
     path = Path(path)
     width, height = size
     rate = Fraction(fps).limit_denominator(1001)
@@ -116,7 +121,9 @@ def write_clip(
         if audio:
             sound = out.add_stream("aac", rate=sample_rate, layout="stereo" if channels == 2 else "mono")
         for i in range(n):
-            frame = av.VideoFrame.from_ndarray(draw_frame(i, n, width, height, number), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                draw_frame(i, n, width, height, number, shapes), format="rgb24"
+            )
             if frame_times is not None:
                 frame.pts, frame.time_base = round(frame_times[i] * 1000), Fraction(1, 1000)
             out.mux(video.encode(frame))

@@ -30,7 +30,7 @@ class EmptyFileError(MediaError):
 class FileTooLargeError(MediaError):
     def __init__(self, name: str, size_mb: float, max_mb: float):
         super().__init__(
-            f"{name} is {size_mb:.0f} MB, over the {max_mb:g} MB limit; "
+            f"{name} is {size_mb:.3g} MB, over the {max_mb:g} MB limit; "
             "upload a shorter or more compressed clip"
         )
 
