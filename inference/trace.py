@@ -18,7 +18,7 @@ JSON form (``Trace.to_dict()``), version 1::
      "scoring": {...} | null,
      "steps": [{"index": 0, "text": ..., "token_start": ..., "token_end": ...,
                 "score": ..., "token_kl": [...], "top_t": ..., "scores": {...},
-                "expected_correctness": ...}, ...],
+                "expected_correctness": ..., "kl_tokens": [...]}, ...],
      "alternatives": [{"step_index": ..., "text": ..., "source": "model|human",
                        "settings": {...}, "expected_correctness": ...}, ...],
      "answer": {"text": ..., "choice": "B" | "YES" | null},
@@ -77,6 +77,7 @@ class Step:
     scores: dict[str, float] = field(default_factory=dict)  # per perturbation name
     token_kls: dict[str, list[float]] = field(default_factory=dict)
     expected_correctness: float | None = None  # fraction of rollouts that were right
+    kl_tokens: list[str] | None = None  # text of each token behind token_kl (joins to the step text)
 
 
 @dataclass

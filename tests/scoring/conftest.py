@@ -1,0 +1,81 @@
+"""Scoring fixtures: the official tiny checkpoint (golden contrast scores) and its clip tensors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+REAL_TIME = 6.006  # reference.json real_time: 180 frames / (30000/1001) fps
+GOLDEN_QUESTION = "What is happening in the video?"
+GOLDEN_OPTIONS = ["cooking", "running", "swimming"]
+GOLDEN_STEPS = ["The man runs.", "He falls.", "The answer is B."]
+
+
+@pytest.fixture(scope="session")
+def official_loaded(official_tiny):
+    """The official tiny checkpoint (float32, CPU), with its hub stand-ins as encoder configs."""
+    from inference.config import ComponentSources
+    from inference.loading import LoadSettings, load_model
+
+    stand_ins = official_tiny / "hub_stand_ins"
+    return load_model(
+        LoadSettings(
+            checkpoint=str(official_tiny / "checkpoint"),
+            device="cpu",
+            quantization="none",
+            sources=ComponentSources(
+                vision=str(stand_ins / "google" / "siglip-so400m-patch14-384"),
+                whisper=str(stand_ins / "whisper-large-v3"),
+                qformer=str(stand_ins / "bert-base-uncased"),
+            ),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def reference(official_tiny):
+    return json.loads((official_tiny / "reference" / "reference.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def golden_media(official_tiny):
+    """(clean AVTensors, the official FIXED noisy video as AVTensors)."""
+    from inference.perturb import AVTensors
+
+    ref = official_tiny / "reference"
+    pixels = torch.from_numpy(np.load(ref / "pixel_values.npz")["pixel_values"])
+    bits = np.load(ref / "noisy_pixel_values_bf16bits.npz")["bits"]
+    noisy = torch.from_numpy((bits.astype(np.uint32) << 16).view(np.float32))
+    spectrogram = torch.from_numpy(np.load(ref / "spectrogram.npy"))
+    return AVTensors(pixels, spectrogram, REAL_TIME), AVTensors(noisy, spectrogram, REAL_TIME)
+
+
+@pytest.fixture(scope="session")
+def golden_encoded(official_loaded, golden_media):
+    clean, _ = golden_media
+    return official_loaded.model.encode_media(clean.pixel_values, clean.spectrogram, clean.real_time)
+
+
+@pytest.fixture(scope="session")
+def golden_prompt_ids(official_tiny):
+    return np.load(official_tiny / "reference" / "prompt_input_ids.npy")[0].tolist()
+
+
+@pytest.fixture(scope="session")
+def make_trace():
+    """``make_trace(step_texts)`` -> a Trace on the golden question, options and reference "B"."""
+    from inference.trace import ClipInfo, Step, Trace
+
+    def make(steps, question=GOLDEN_QUESTION, options=GOLDEN_OPTIONS, reference_answer="B"):
+        return Trace(
+            question=question,
+            options=list(options) if options else None,
+            clip=ClipInfo(sha256="golden"),
+            reference_answer=reference_answer,
+            steps=[Step(index=i, text=t) for i, t in enumerate(steps)],
+        )
+
+    return make
