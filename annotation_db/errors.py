@@ -60,6 +60,10 @@ class ExportFormatError(StoreError):
     """An export format, output suffix or filter is not supported."""
 
 
+class StoreBusyError(StoreError):
+    """Another writer held the database longer than the busy timeout."""
+
+
 class DatabaseOpenError(StoreError):
     """The file cannot be opened as an annotation database."""
 

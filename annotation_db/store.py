@@ -12,7 +12,10 @@ calls its methods from any handler. Separate processes open their own Store on t
 The database is in WAL mode (readers never block the writer). Every write runs in one
 transaction that takes the write lock up front (``BEGIN IMMEDIATE``, with ``db.atomic()``
 inside): a deferred transaction that reads before it writes can fail at once with "database
-is locked" in WAL mode instead of waiting, so writers instead queue on the busy timeout.
+is locked" in WAL mode instead of waiting. Writers queue for their turn on a thread lock and
+an advisory file lock (``<db>-writer.lock``) rather than on SQLite's sleeping busy handler,
+which keeps the wait close to the time the writers ahead take; every wait is bounded by the
+busy timeout (then ``StoreBusyError``).
 
 Labels. One label per (item, annotator), where an item is a step of a trace or an alternative
 at a step. Every change appends a row to ``label_events`` (append-only, enforced by triggers);
@@ -29,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +43,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: writers rely on SQLite's busy timeout alone
+    fcntl = None
 
 from annotation_db.errors import (
     DatabaseOpenError,
@@ -49,6 +59,7 @@ from annotation_db.errors import (
     InvalidLabelError,
     LabelOwnershipError,
     NothingToUndoError,
+    StoreBusyError,
     TraceConflictError,
     UnknownAlternativeError,
     UnknownLabelError,
@@ -71,10 +82,16 @@ class StoreConfig:
     # Writers wait this long for the write lock instead of failing. A label write holds it for
     # about a millisecond, so only a stuck process ever makes anyone wait this long.
     busy_timeout_s: float = 30.0
-    # FULL: every commit is fsynced, so an acknowledged label survives a power cut, not just a
-    # crashed process (NORMAL in WAL mode). Labels are people's hours; the cost is measured in
-    # bench/store.py and stays far under the 20 ms target.
-    synchronous: str = "FULL"
+    # NORMAL (WAL): a committed label survives any crash of the program (SIGKILL included, see
+    # tests/store/test_concurrency.py) and the file is never corrupted; only an OS crash or power
+    # cut can undo the last commits. FULL also fsyncs every commit: that survives a power cut,
+    # but on the bench VM costs ~4 ms per label and a p99 of 20-90 ms with 8 busy writers
+    # (bench/RESULTS.md). Pass "FULL" where the disk is fast or the power unreliable.
+    synchronous: str = "NORMAL"
+
+    def __post_init__(self) -> None:
+        if self.synchronous not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {self.synchronous!r}")
 
 
 def _utc_iso(moment: datetime) -> str:
@@ -123,7 +140,9 @@ class Store:
         self._clock = clock
         self._local = threading.local()
         self._connections: list[Database] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _connections
+        self._write_lock = threading.Lock()  # one writer at a time in this process
+        self._lock_fd: int | None = None  # the cross-process writer lock file
 
     # ------------------------------------------------------------------ opening, connections
 
@@ -175,6 +194,9 @@ class Store:
             for db in self._connections:
                 db.close()
             self._connections.clear()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         self._local = threading.local()
 
     def __enter__(self) -> Store:
@@ -206,14 +228,63 @@ class Store:
             with db.atomic():
                 yield db
             return
-        db.execute("BEGIN IMMEDIATE")
+        with self._writer_turn():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                with db.atomic():  # a savepoint: rolled back on error before the outer ROLLBACK
+                    yield db
+            except BaseException:
+                db.rollback()
+                raise
+            db.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _writer_turn(self) -> Iterator[None]:
+        """Wait for this writer's turn: first among this process's threads, then among processes.
+
+        SQLite's busy handler polls with sleeps that grow to 100 ms, so under contention a
+        waiting writer sleeps long after the lock is free (p99 of 0.6 s with 8 writers, see
+        bench/RESULTS.md). Queueing on a lock the OS wakes us from keeps the wait to the time
+        the writers ahead actually take. The file lock is advisory and released by the kernel
+        when a process dies (SIGKILL included); where it is unavailable (not POSIX), writers
+        fall back to SQLite's busy timeout alone.
+        """
+        timeout = self.config.busy_timeout_s
+        if not self._write_lock.acquire(timeout=timeout):
+            raise StoreBusyError(f"another writer held the database for {timeout:.0f} s; try again")
         try:
-            with db.atomic():  # a savepoint: rolled back on error before the outer ROLLBACK
-                yield db
-        except BaseException:
-            db.rollback()
-            raise
-        db.conn.execute("COMMIT")
+            fd = self._lock_file()
+            if fd is None:
+                yield
+                return
+            deadline = time.monotonic() + timeout
+            # Poll with a short, growing pause (0.2 ms to 2 ms) so that the wait is bounded by
+            # the busy timeout: a blocking flock would hang the app behind a stuck process.
+            pause = 0.0002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreBusyError(
+                            f"another process held the database for {timeout:.0f} s; try again"
+                        ) from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.002)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._write_lock.release()
+
+    def _lock_file(self) -> int | None:
+        if fcntl is None:
+            return None
+        if self._lock_fd is None:
+            self._lock_fd = os.open(str(self.path) + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        return self._lock_fd
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Database]:

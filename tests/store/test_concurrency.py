@@ -109,8 +109,11 @@ def _kill_after(proc: subprocess.Popen, acks: int) -> list[str]:
         assert line, proc.stderr.read()
         lines.append(line.strip())
     os.kill(proc.pid, signal.SIGKILL)
-    rest, _ = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    # Read through the same buffered reader: communicate() would skip lines already buffered.
+    rest = proc.stdout.read()
+    proc.stdout.close()
+    proc.stderr.close()
     return lines + [line for line in rest.splitlines() if line.startswith("ack")]
 
 
@@ -142,3 +145,20 @@ def test_importer_killed_mid_import_leaves_whole_files_only(tmp_path):
         traces = store.db["traces"].count
         assert traces % 200 == 0 and traces >= 200 * len(acked)
         assert store.db["steps"].count == traces
+
+
+def test_a_writer_stuck_elsewhere_gives_a_busy_error_not_a_hang(db_with_trace):
+    import fcntl
+
+    from annotation_db import StoreBusyError, StoreConfig
+
+    with Store.open(db_with_trace, StoreConfig(busy_timeout_s=0.3)) as store:
+        fd = os.open(str(db_with_trace) + "-writer.lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: as if another process wrote
+            with pytest.raises(StoreBusyError, match="another process held the database for 0 s; try again"):
+                store.set_label("alice", "t", 0, "accept")
+        finally:
+            os.close(fd)
+        assert store.set_label("alice", "t", 0, "accept")["verdict"] == "accept"
+        assert store.db["label_events"].count == 1

@@ -20,7 +20,7 @@ def test_empty_file_gets_every_migration_wal_and_foreign_keys(tmp_path):
         assert db.journal_mode == "wal"
         assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
-        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert set(db.table_names()) == {
             "_sqlite_migrations",
             "clips",
