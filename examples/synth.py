@@ -9,6 +9,7 @@ circle moving left to right and a square moving top to bottom.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -21,28 +22,54 @@ NUMBER_ROWS = 0.2  # the number row's height, as a fraction of the frame height
 
 
 def draw_frame(
-    i: int, n: int, width: int, height: int, number: bool = True, shapes: Sequence[str] = ("circle", "square")
+    i: int,
+    n: int,
+    width: int,
+    height: int,
+    number: bool = True,
+    shapes: Sequence[str] = ("circle", "square"),
+    texture: bool = False,
 ) -> np.ndarray:
-    """Frame ``i`` of ``n``: (height, width, 3) uint8 RGB."""
+    """Frame ``i`` of ``n``: (height, width, 3) uint8 RGB. ``texture`` adds fixed fine-grained
+    noise to the background (costlier to encode and decode, like camera footage)."""
     t = i / max(n - 1, 1)
-    y, x = np.mgrid[0:height, 0:width]
-    frame = np.empty((height, width, 3), dtype=np.uint8)
-    frame[..., 0] = (40 + 60 * x / width).astype(np.uint8)
-    frame[..., 1] = (50 + 50 * y / height).astype(np.uint8)
-    frame[..., 2] = 90
+    frame = _background(width, height, texture).copy()
     radius = max(4, min(width, height) // 8)
-    cx, cy = radius + t * (width - 2 * radius), height * 0.45
     if "circle" in shapes:  # red circle: left -> right
-        frame[(x - cx) ** 2 + (y - cy) ** 2 <= radius**2] = (230, 40, 40)
-    side = radius
-    sx, sy = width * 0.75, height * 0.25 + t * height * 0.6
+        cx, cy = radius + t * (width - 2 * radius), height * 0.45
+        y0, y1 = max(0, int(cy - radius)), min(height, int(cy + radius) + 2)
+        x0, x1 = max(0, int(cx - radius)), min(width, int(cx + radius) + 2)
+        y, x = np.mgrid[y0:y1, x0:x1]
+        frame[y0:y1, x0:x1][(x - cx) ** 2 + (y - cy) ** 2 <= radius**2] = (230, 40, 40)
     if "square" in shapes:  # blue square: top -> bottom
-        frame[(abs(x - sx) <= side / 2) & (abs(y - sy) <= side / 2)] = (40, 90, 230)
+        half = radius / 2
+        sx, sy = width * 0.75, height * 0.25 + t * height * 0.6
+        frame[
+            max(0, round(sy - half)) : round(sy + half) + 1, max(0, round(sx - half)) : round(sx + half) + 1
+        ] = (
+            40,
+            90,
+            230,
+        )
     if number:
         row = max(2, round(height * NUMBER_ROWS))
         for bit in range(NUMBER_BITS):
             on = (i >> (NUMBER_BITS - 1 - bit)) & 1
             frame[:row, round(bit * width / NUMBER_BITS) : round((bit + 1) * width / NUMBER_BITS)] = 255 * on
+    return frame
+
+
+@functools.lru_cache(maxsize=4)
+def _background(width: int, height: int, texture: bool) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    frame = np.empty((height, width, 3), dtype=np.uint8)
+    frame[..., 0] = (40 + 60 * x / width).astype(np.uint8)
+    frame[..., 1] = (50 + 50 * y / height).astype(np.uint8)
+    frame[..., 2] = 90
+    if texture:
+        noise = np.random.default_rng(0).integers(-24, 25, size=(height, width, 1))
+        frame = np.clip(frame.astype(int) + noise, 0, 255).astype(np.uint8)
+    frame.flags.writeable = False
     return frame
 
 
@@ -95,6 +122,7 @@ def write_clip(
     options: dict[str, str] | None = None,
     number: bool = True,
     shapes: Sequence[str] = ("circle", "square"),
+    texture: bool = False,
 ) -> Path:
     """Write a clip: ``size`` is (width, height) as stored; ``rotation`` (degrees
     counter-clockwise, as PyAV reads it back) goes into the display matrix; ``frame_times`` (seconds)
@@ -122,7 +150,7 @@ def write_clip(
             sound = out.add_stream("aac", rate=sample_rate, layout="stereo" if channels == 2 else "mono")
         for i in range(n):
             frame = av.VideoFrame.from_ndarray(
-                draw_frame(i, n, width, height, number, shapes), format="rgb24"
+                draw_frame(i, n, width, height, number, shapes, texture), format="rgb24"
             )
             if frame_times is not None:
                 frame.pts, frame.time_base = round(frame_times[i] * 1000), Fraction(1, 1000)

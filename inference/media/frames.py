@@ -18,6 +18,8 @@ whatever the clip's length.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import av
 import numpy as np
@@ -60,7 +62,9 @@ def frame_times(clip: OpenedClip, indices: list[int]) -> list[float]:
 
 def to_model_frame(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     """A decoded frame -> (384, 384, 3) uint8: RGB24, upright, PIL bicubic straight to 384x384."""
-    image = frame.to_image()  # RGB24 via swscale, the conversion decord uses
+    # RGB24 via swscale, the conversion decord uses (to_ndarray + fromarray: PyAV's to_image
+    # copies row by row and costs twice as much)
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
     if rotation % 360:
         # PyAV's rotation is counter-clockwise degrees, PIL's ROTATE_90 turns counter-clockwise
         image = image.transpose(_TRANSPOSE[rotation % 360])
@@ -76,24 +80,34 @@ def to_pixel_values(frames: np.ndarray):
     out = torch.empty((frames.shape[0], 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.float32)
     view = out.numpy()
     for i, frame in enumerate(frames):  # frame by frame: no (F, H, W, 3) float temporaries
-        # float32 x / 255 then (x - 0.5) / 0.5 gives PIXEL_LUT bit for bit, twice as fast as a lookup
-        np.divide(frame.transpose(2, 0, 1), np.float32(255), out=view[i], dtype=np.float32)
-        view[i] -= np.float32(0.5)
-        view[i] /= np.float32(0.5)
+        normalise(frame, view[i])
     return out
 
 
+def normalise(frame: np.ndarray, out: np.ndarray) -> None:
+    """(384, 384, 3) uint8 -> ``out`` (3, 384, 384) float32. float32 ``x / 255`` then
+    ``(x - 0.5) / 0.5`` equals PIXEL_LUT bit for bit, and is twice as fast as a lookup."""
+    np.divide(frame.transpose(2, 0, 1), np.float32(255), out=out, dtype=np.float32)
+    out -= np.float32(0.5)
+    out /= np.float32(0.5)
+
+
 def read_frames(
-    clip: OpenedClip, indices: list[int], rotation: int, options: DecodeOptions
+    clip: OpenedClip,
+    indices: list[int],
+    rotation: int,
+    options: DecodeOptions,
+    pixels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Decode the frames ``indices`` (presentation order) -> (F, 384, 384, 3) uint8, and
-    counters of what was decoded (``decoded``, ``seeks``)."""
-    out = np.empty((len(indices), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    counters of what was decoded (``decoded``, ``seeks``). ``pixels`` (F, 3, 384, 384) float32,
+    when given, receives the normalised frames as they come (``to_pixel_values`` of the result)."""
+    out = _Frames(len(indices), pixels)
     index = clip.index
     stats = {"decoded": 0, "seeks": 0}
     if index is None or not index.pts:
         _read_by_count(clip, indices, rotation, out, stats)
-        return out, stats
+        return out.frames, stats
     last = len(index.pts) - 1
     slots: dict[int, list[int]] = {}  # pts -> output rows
     missing_rows: list[int] = []
@@ -127,7 +141,23 @@ def read_frames(
         )
     missing_rows += [row for pts in remaining for row in slots[pts]]
     _fill_trailing(clip, indices, missing_rows, out, options)
-    return out, stats
+    return out.frames, stats
+
+
+class _Frames:
+    """The output rows: uint8 model frames and, optionally, their normalised float32 twins."""
+
+    def __init__(self, count: int, pixels: np.ndarray | None):
+        self.frames = np.empty((count, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+        self.pixels = pixels
+
+    def put(self, row: int, image: np.ndarray) -> None:
+        self.frames[row] = image
+        if self.pixels is not None:
+            normalise(image, self.pixels[row])
+
+    def copy(self, row: int, source: int) -> None:
+        self.put(row, self.frames[source])
 
 
 def _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, options: DecodeOptions) -> None:
@@ -136,13 +166,13 @@ def _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, options: 
     container = clip.container
     index = clip.index
 
+    converter = _Converter(out, rotation, options.convert_threads)
+
     def capture(frames) -> None:
         for frame in frames:
             stats["decoded"] += 1
             if frame.pts in remaining:
-                image = to_model_frame(frame, rotation)
-                for row in slots[frame.pts]:
-                    out[row] = image
+                converter.submit(frame, slots[frame.pts])
                 remaining.discard(frame.pts)
 
     packets = container.demux(clip.video)
@@ -185,8 +215,43 @@ def _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, options: 
             ctx.skip_frame = "DEFAULT"
             capture(ctx.decode(None))
     finally:
+        converter.close()
         ctx.skip_frame = "DEFAULT"
         ctx.flush_buffers()
+
+
+class _Converter:
+    """Turns captured frames into model frames on a worker thread, so the decoding thread keeps
+    the decoder fed meanwhile (swscale and PIL release the GIL). At most ``2 * threads`` frames
+    wait, so memory stays bounded; ``threads=0`` converts on the calling thread."""
+
+    def __init__(self, out: _Frames, rotation: int, threads: int):
+        self.out, self.rotation = out, rotation
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="media-convert") if threads > 0 else None
+        self.limit = 2 * max(threads, 1)
+        self.pending: deque[Future] = deque()
+
+    def _convert(self, frame: av.VideoFrame, rows: list[int]) -> None:
+        image = to_model_frame(frame, self.rotation)
+        for row in rows:
+            self.out.put(row, image)
+
+    def submit(self, frame: av.VideoFrame, rows: list[int]) -> None:
+        if self.pool is None:
+            self._convert(frame, rows)
+            return
+        while len(self.pending) >= self.limit:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(self._convert, frame, rows))
+
+    def close(self) -> None:
+        """Wait for every conversion (re-raising its error) and stop the worker."""
+        try:
+            while self.pending:
+                self.pending.popleft().result()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _read_by_count(clip, indices, rotation, out, stats) -> None:
@@ -201,7 +266,7 @@ def _read_by_count(clip, indices, rotation, out, stats) -> None:
             if count in rows:
                 image = to_model_frame(frame, rotation)
                 for row in rows[count]:
-                    out[row] = image
+                    out.put(row, image)
                 missing.discard(count)
             count += 1
             if not missing:
@@ -212,7 +277,7 @@ def _read_by_count(clip, indices, rotation, out, stats) -> None:
 
 
 def _fill_trailing(
-    clip: OpenedClip, indices: list[int], missing_rows: list[int], out: np.ndarray, options: DecodeOptions
+    clip: OpenedClip, indices: list[int], missing_rows: list[int], out: _Frames, options: DecodeOptions
 ) -> None:
     """Frames missing at the very end (a header that counts one frame too many, a last frame
     that does not decode) repeat the last good sample; missing frames elsewhere are an error."""
@@ -227,4 +292,4 @@ def _fill_trailing(
         )
     for row in sorted(missing_rows):
         earlier = [g for g in good if g < row]
-        out[row] = out[earlier[-1] if earlier else good[0]]
+        out.copy(row, earlier[-1] if earlier else good[0])

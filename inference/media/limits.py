@@ -34,6 +34,7 @@ class DecodeOptions:
     threads: int = 0  # decoder threads, 0 = FFmpeg's choice (one per core)
     skip_nonref: bool = True  # frames nothing refers to and we do not sample are never decoded
     seek: bool = True  # jump to the keyframe before a sample when a whole GOP lies between
+    convert_threads: int = 1  # RGB + resize of sampled frames beside the decoder (0 = inline)
     apply_rotation: bool = True  # turn frames upright as a player would (decord 0.6.0 does not)
     # Stereo container audio: "mix" averages the channels exactly as ``ffmpeg -ac 1 -ar 16000``
     # (how the official test WAVs were made); "first" keeps channel 0 (what the official loader

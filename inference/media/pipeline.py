@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +20,8 @@ from inference.media.container import (
     open_clip,
     sha256_file,
 )
-from inference.media.frames import frame_times, read_frames, sample_frame_indices, to_pixel_values
-from inference.media.limits import DecodeOptions, MediaLimits
+from inference.media.frames import frame_times, read_frames, sample_frame_indices
+from inference.media.limits import IMAGE_SIZE, DecodeOptions, MediaLimits
 from inference.trace import ClipInfo
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class MediaInputs:
     frames: np.ndarray
     audio_source: str = "container"  # "container" | "file" | "silence"
     source_frames: int = 0  # frames in the clip (decord's len(VideoReader))
-    timings: dict[str, float] = field(default_factory=dict)  # seconds: decode_s, audio_s, ...
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: index_s, frames_s, decode_s
     stats: dict[str, int] = field(default_factory=dict)  # frames decoded, seeks
 
     @property
@@ -102,32 +103,35 @@ def load_media(
     ``audio_path`` replaces the clip's own audio track by a separate file (channel 0, as the
     official loader reads its WAVs). Raises a MediaError subclass for every bad input.
     """
+    import torch
+
     limits = limits or MediaLimits()
     options = options or DecodeOptions()
     timings: dict[str, float] = {}
     start = time.perf_counter()
     extra_audio = load_audio_file(audio_path, limits.max_file_mb) if audio_path is not None else None
-    with open_clip(path, limits) as clip:
+    with open_clip(path, limits) as clip, ThreadPoolExecutor(1, thread_name_prefix="media-audio") as side:
         ctx = clip.video.codec_context
         ctx.thread_type = "AUTO"  # frame + slice threads; must be set before the first decode
         ctx.thread_count = options.threads
         collector = None
         if extra_audio is None and clip.audio is not None:
             collector = AudioCollector(clip.audio, options.stereo)
-        build_index(clip, limits, collector)
+        build_index(clip, limits, collector)  # one demux pass; decodes the audio track on the way
         timings["index_s"] = time.perf_counter() - start
+        real_time, source_frames = clip.real_time, clip.n_frames
+        wave, source = _pick_audio(extra_audio, collector)
+        wave = fit_audio(wave, real_time)
+        # log-mel and the file's sha256 run beside the video decoding (both release the GIL)
+        spectrogram = side.submit(log_mel, wave)
+        sha256 = side.submit(sha256_file, clip.path)
         rotation = first_frame(clip).rotation if options.apply_rotation else 0
         indices = sample_frame_indices(clip.n_frames, clip.avg_fps, limits)
-        frames, stats = read_frames(clip, indices, rotation, options)
+        pixel_values = torch.empty((len(indices), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.float32)
+        frames, stats = read_frames(clip, indices, rotation, options, pixels=pixel_values.numpy())
         timings["frames_s"] = time.perf_counter() - start - timings["index_s"]
-        wave, source = _pick_audio(extra_audio, collector)
-        info = _clip_info(clip, rotation, indices, has_audio=source != "silence")
-        real_time, source_frames = clip.real_time, clip.n_frames
-    mark = time.perf_counter()
-    wave = fit_audio(wave, real_time)
-    spectrogram = log_mel(wave)
-    pixel_values = to_pixel_values(frames)
-    timings["tensors_s"] = time.perf_counter() - mark
+        info = _clip_info(clip, rotation, indices, source != "silence", sha256.result())
+        spectrogram = spectrogram.result()
     timings["decode_s"] = time.perf_counter() - start
     return MediaInputs(
         pixel_values=pixel_values,
@@ -155,11 +159,13 @@ def _pick_audio(extra: np.ndarray | None, collector: AudioCollector | None) -> t
     return np.zeros(0, dtype=np.float32), "silence"
 
 
-def _clip_info(clip: OpenedClip, rotation: int, indices: list[int], has_audio: bool) -> ClipInfo:
+def _clip_info(
+    clip: OpenedClip, rotation: int, indices: list[int], has_audio: bool, sha256: str | None = None
+) -> ClipInfo:
     ctx = clip.video.codec_context
     width, height = display_size(ctx.width, ctx.height, rotation)
     return ClipInfo(
-        sha256=sha256_file(clip.path),
+        sha256=sha256 or sha256_file(clip.path),
         name=clip.path.name,
         path=str(clip.path),
         duration_s=round(clip.real_time, 6),

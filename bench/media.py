@@ -1,0 +1,298 @@
+"""Benchmark of the media pipeline: wall time and peak memory of ``load_media`` per clip, beside
+one plain decode of the video (the floor for long-GOP H.264) and a naive pipeline.
+
+    .venv/bin/python bench/media.py             # the figures in bench/RESULTS.md
+    .venv/bin/python bench/media.py --quick     # the generated 720p 30 s clip only
+    .venv/bin/python bench/media.py --ablate    # also ours without each speed-up
+
+Clips: the 30 s and 70 s real clips of ../shared/clips (skipped where absent), and two generated
+ones (bench/out/, written on first use: 1280x720, 30 fps, x264 superfast with B-frames and its
+default 250-frame GOP, textured background, moving shapes, AAC chirp): 30 s and 10 minutes.
+
+Modes, each in a fresh process (so peak memory is its own) after a warm-up on a tiny clip that
+pays the one-time costs (imports, building the Whisper feature extractor):
+- ``ours``: ``inference.media.load_media`` with default options (all of pixel values, log-mel,
+  ClipInfo with its sha256);
+- ``plain``: one sequential decode of every video frame, nothing else (FFmpeg threads on);
+- ``naive``: decode every frame to RGB24 and keep them all, then take the sampled ones, resize
+  and normalise (same audio path as ours). Stopped once it holds ``--naive-cap-gb``.
+Peak memory is the process's peak RSS above its RSS after the warm-up (Linux clear_refs).
+Times are the best of ``--repeat`` runs (the machine may be shared; its load average is shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+OUT = REPO / "bench" / "out"
+SHARED = REPO.parent / "shared" / "clips"
+GENERATED = {
+    "gen_720p_30s.mp4": 30.0,
+    "gen_720p_10min.mp4": 600.0,
+}
+
+
+def clip_list(quick: bool) -> list[tuple[str, Path]]:
+    clips = []
+    if not quick:
+        for label, name in (("real 30 s", "nextqa_1.mp4"), ("real 70 s", "medical_example_clip.mp4")):
+            if (SHARED / name).exists():
+                clips.append((label, SHARED / name))
+    names = ["gen_720p_30s.mp4"] if quick else list(GENERATED)
+    for name in names:
+        path = OUT / name
+        if not path.exists():
+            from examples.synth import write_clip
+
+            OUT.mkdir(parents=True, exist_ok=True)
+            print(f"writing {path} ...", file=sys.stderr, flush=True)
+            partial = path.with_suffix(".partial.mp4")
+            write_clip(
+                partial,
+                seconds=GENERATED[name],
+                fps=30,
+                size=(1280, 720),
+                audio="chirp",
+                texture=True,
+                number=False,
+            )
+            partial.replace(path)
+        clips.append(("generated 720p " + ("30 s" if GENERATED[name] == 30 else "10 min"), path))
+    return clips
+
+
+# --- one measurement (child process) ------------------------------------------------------------
+
+
+def rss_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+
+
+def mode_ours(path: Path, options) -> dict:
+    from inference.media import load_media
+
+    inputs = load_media(path, options=options)
+    return {
+        "timings": {k: round(v, 3) for k, v in inputs.timings.items()},
+        "stats": inputs.stats,
+        "frames": inputs.n_frames,
+        "chunks": inputs.n_chunks,
+    }
+
+
+def mode_plain(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        count = sum(1 for _ in container.decode(stream))
+    return {"decoded": count}
+
+
+def mode_naive(path: Path, cap_gb: float) -> dict:
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from inference.media import MediaLimits, fit_audio, log_mel, sample_frame_indices, to_pixel_values
+    from inference.media.audio import AudioCollector
+
+    frames = []
+    held = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        n, fps = stream.frames, float(stream.average_rate)
+        for frame in container.decode(stream):
+            rgb = frame.to_ndarray(format="rgb24")
+            frames.append(rgb)
+            held += rgb.nbytes
+            if held > cap_gb * 2**30:
+                return {
+                    "aborted_at_frames": len(frames),
+                    "of_frames": n,
+                    "projected_gb": round(held / len(frames) * n / 2**30, 1),
+                }
+    indices = sample_frame_indices(n, fps, MediaLimits())
+    small = np.stack(
+        [np.asarray(Image.fromarray(frames[i]).resize((384, 384), Image.BICUBIC)) for i in indices]
+    )
+    to_pixel_values(small)
+    with av.open(str(path)) as container:
+        collector = AudioCollector(container.streams.audio[0])
+        for packet in container.demux(container.streams.audio[0]):
+            if packet.size:
+                collector(packet)
+        log_mel(fit_audio(collector.samples(), n / fps))
+    return {"decoded": len(frames)}
+
+
+def child(mode: str, path: Path, repeat: int, cap_gb: float, option: str | None) -> dict:
+    from dataclasses import replace
+
+    from examples.synth import write_clip
+    from inference.media import DecodeOptions, load_media
+
+    with tempfile.TemporaryDirectory() as tmp:  # warm-up: imports, Whisper extractor, codecs
+        load_media(write_clip(Path(tmp) / "warm.mp4", seconds=1, fps=10, size=(160, 96)))
+    options = DecodeOptions()
+    if option:
+        key, value = option.split("=")
+        options = replace(options, **{key: type(getattr(options, key))(json.loads(value))})
+    base = rss_mb("VmRSS")
+    reset_peak()
+    times, detail = [], {}
+    for _ in range(repeat if mode != "naive" else 1):
+        start = time.perf_counter()
+        if mode == "ours":
+            detail = mode_ours(path, options)
+        elif mode == "plain":
+            detail = mode_plain(path)
+        else:
+            detail = mode_naive(path, cap_gb)
+        times.append(time.perf_counter() - start)
+    peak = rss_mb("VmHWM")
+    return {
+        "best_s": round(min(times), 3),
+        "runs_s": [round(t, 3) for t in times],
+        "peak_mb": round(peak - base, 1),
+        "base_mb": round(base, 1),
+        **detail,
+    }
+
+
+# --- orchestration -------------------------------------------------------------------------------
+
+
+def measure(mode: str, path: Path, args, option: str | None = None) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        mode,
+        str(path),
+        "--repeat",
+        str(args.repeat),
+        "--naive-cap-gb",
+        str(args.naive_cap_gb),
+    ] + (["--option", option] if option else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=3600)
+    if done.returncode != 0:
+        return {
+            "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"
+        }
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def describe_clip(path: Path) -> str:
+    import av
+
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = "AAC" if container.streams.audio else "no audio"
+        fps = float(video.average_rate)
+        return (
+            f"{video.codec_context.width}x{video.codec_context.height}, {fps:.2f} fps, "
+            f"{video.frames} frames, {video.frames / fps:.1f} s, {audio}, "
+            f"{path.stat().st_size / 2**20:.1f} MB"
+        )
+
+
+def machine() -> str:
+    import av
+    import PIL
+    import torch
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    ffmpeg = ".".join(str(v) for v in av.library_versions["libavcodec"])
+    return (
+        f"{os.cpu_count()}-core VM ({cpu}), no GPU, Linux {platform.release()}; Python "
+        f"{platform.python_version()}, PyAV {av.__version__} (libavcodec {ffmpeg}), Pillow "
+        f"{PIL.__version__}, torch {torch.__version__}"
+    )
+
+
+def fmt_naive(result: dict) -> tuple[str, str]:
+    if "error" in result:
+        return "error", result["error"]
+    if "aborted_at_frames" in result:
+        return (
+            f"stopped at {result['aborted_at_frames']}/{result['of_frames']} frames",
+            f"> {result['peak_mb']:.0f} (needs ~{result['projected_gb']} GB)",
+        )
+    return f"{result['best_s']:.2f}", f"{result['peak_mb']:.0f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--ablate", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--naive-cap-gb", type=float, default=6.0)
+    parser.add_argument("--child", nargs=2, metavar=("MODE", "CLIP"), help=argparse.SUPPRESS)
+    parser.add_argument("--option", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        mode, path = args.child
+        print(json.dumps(child(mode, Path(path), args.repeat, args.naive_cap_gb, args.option)))
+        return 0
+
+    clips = clip_list(args.quick)
+    load_before = os.getloadavg()
+    print(f"Machine: {machine()}. Load average at start {load_before[0]:.1f}.\n")
+    rows, details = [], []
+    for label, path in clips:
+        ours = measure("ours", path, args)
+        plain = measure("plain", path, args)
+        naive = measure("naive", path, args)
+        naive_time, naive_mem = fmt_naive(naive)
+        rows.append(
+            f"| {label}: {describe_clip(path)} | {ours.get('best_s', '?')} | "
+            f"{ours.get('peak_mb', '?')} | {plain.get('best_s', '?')} | {naive_time} | {naive_mem} |"
+        )
+        details.append(f"- {label}: ours {json.dumps(ours)}; plain {json.dumps(plain)}")
+        if args.ablate:
+            for option in ("threads=1", "skip_nonref=false", "seek=false", "convert_threads=0"):
+                result = measure("ours", path, args, option)
+                details.append(
+                    f"  - ours with {option}: {result.get('best_s')} s, "
+                    f"peak +{result.get('peak_mb')} MB, {result.get('stats')}"
+                )
+        print(rows[-1], file=sys.stderr, flush=True)
+    print("| clip | ours (s) | ours peak (MB) | plain decode (s) | naive (s) | naive peak (MB) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print("\n".join(rows))
+    print()
+    print("\n".join(details))
+    print(f"\nLoad average at end {os.getloadavg()[0]:.1f}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
