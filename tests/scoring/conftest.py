@@ -79,3 +79,67 @@ def make_trace():
         )
 
     return make
+
+
+# A scripted model: the official tiny LLM turned into a bigram table, so that sampling is forced
+# (or a fair coin where the script says so) whatever the clip. Each decoder layer is made the
+# identity (o_proj and down_proj zeroed: attention and MLP add nothing to the residual), so the
+# last hidden state is RMSNorm(embedding of the last token); token i of the script embeds as the
+# one-hot e_i and lm_head row b gets 10 at column i for each successor b of token i (logit
+# ~57 against 0 for every other token).
+SCRIPT = {
+    "\n": ["The"],  # the prompt and the follow-up turn both end with "<|im_start|>assistant\n"
+    "The": [" answer"],
+    " answer": [" is"],
+    " is": [" B", " C"],  # a fair coin between the two answers
+    " B": ["."],
+    " C": ["."],
+    ".": ["<|im_end|>"],
+    ">\n": ["He"],  # after a step's marker: a new step "He jumps.<end_of_step>\n"
+    "He": [" jumps"],
+    " jumps": [".<"],
+    ".<": ["end"],
+    "end": ["_of"],
+    "_of": ["_step"],
+    "_step": [">\n"],
+}
+
+
+def scripted_copy(loaded, script: dict[str, list[str]]):
+    """A copy of ``loaded`` whose LLM follows ``script`` (token text -> successor texts)."""
+    import copy
+
+    tokenizer = loaded.tokenizer
+
+    def tid(text: str) -> int:
+        ids = tokenizer(text).input_ids
+        assert len(ids) == 1, (text, ids)
+        return ids[0]
+
+    model = copy.deepcopy(loaded.model)
+    llm = model.llm
+    with torch.no_grad():
+        for layer in llm.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        llm.model.norm.weight.fill_(1.0)
+        llm.model.embed_tokens.weight.zero_()
+        llm.lm_head.weight.zero_()
+        for column, (text, successors) in enumerate(script.items()):
+            llm.model.embed_tokens.weight[tid(text), column] = 1.0
+            for successor in successors:
+                llm.lm_head.weight[tid(successor), column] = 10.0
+    twin = copy.copy(loaded)
+    twin.model = model
+    return twin
+
+
+@pytest.fixture(scope="session")
+def scripted_loaded(official_loaded):
+    return scripted_copy(official_loaded, SCRIPT)
+
+
+@pytest.fixture(scope="session")
+def forced_b_loaded(official_loaded):
+    """The script with the coin removed: every answer is "The answer is B."."""
+    return scripted_copy(official_loaded, {**SCRIPT, " is": [" B"]})
