@@ -50,7 +50,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
@@ -75,8 +75,7 @@ class ExportOptions:
 # ---------------------------------------------------------------------- data read from the store
 
 
-@dataclass(frozen=True)
-class Vote:
+class Vote(NamedTuple):
     """Combined verdict of one item (or one preference) over annotators."""
 
     verdict: str | None  # accept | reject (preferences: alternative | original) | None = undecided
@@ -85,7 +84,7 @@ class Vote:
     labeled_at: str  # newest update behind the vote
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     kind: str  # "original" | "model" | "human"
     alternative_id: int | None
@@ -99,7 +98,7 @@ class Candidate:
         return (0, 0) if self.alternative_id is None else (1, self.alternative_id)
 
 
-@dataclass
+@dataclass(slots=True)
 class StepData:
     index: int
     original: Candidate
@@ -107,7 +106,7 @@ class StepData:
     preferences: dict[int, Vote] = field(default_factory=dict)  # alternative id -> vote
 
 
-@dataclass
+@dataclass(slots=True)
 class TraceData:
     id: str
     clip_sha256: str
@@ -131,7 +130,8 @@ def _vote(
     total = first + second
     agreement = max(first, second) / total
     verdict = None if first == second or agreement < min_agreement else labels[0 if first > second else 1]
-    return Vote(verdict, agreement, tuple(sorted(set(names.split(_SEP)))), labeled_at)
+    annotators = tuple(sorted(names.split(_SEP))) if _SEP in names else (names,)
+    return Vote(verdict, agreement, annotators, labeled_at)
 
 
 def collect(db: Database, options: ExportOptions) -> list[TraceData]:

@@ -1196,7 +1196,12 @@ _ALTERNATIVE_KEYS = {"step_index", "text", "source", "settings", "expected_corre
 
 
 def _extra(data: dict[str, Any], known: set[str]) -> str:
-    return json.dumps({k: v for k, v in data.items() if k not in known}, ensure_ascii=False)
+    return _dumps_object({k: v for k, v in data.items() if k not in known})
+
+
+def _dumps_object(value: dict[str, Any] | None) -> str:
+    # Most of these objects are empty: skip the encoder call (it dominates import time).
+    return json.dumps(value, ensure_ascii=False) if value else "{}"
 
 
 # A clip seen again keeps what is known and fills in what was missing (published reasoning
@@ -1311,8 +1316,8 @@ def _step_row(step: dict[str, Any], step_id: int, trace_id: str) -> tuple[Any, .
         step.get("score"),
         _dumps(step.get("token_kl")),
         int(bool(step.get("top_t"))),
-        json.dumps(step.get("scores") or {}),
-        json.dumps(step.get("token_kls") or {}),
+        _dumps_object(step.get("scores")),
+        _dumps_object(step.get("token_kls")),
         step.get("expected_correctness"),
         _extra(step, _STEP_KEYS),
     )

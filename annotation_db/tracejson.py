@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,17 @@ class TraceFieldError(ValueError):
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_number_list(values: Any) -> bool:
+    # Per-token lists are long (one number per generated token): let array() check the types
+    # in C; a non-finite value makes the sum non-finite.
+    if not isinstance(values, list):
+        return False
+    try:
+        return math.isfinite(sum(array("d", values)))
+    except (TypeError, OverflowError):
+        return False
 
 
 def _check_optional_number(value: Any, what: str) -> None:
@@ -101,8 +113,8 @@ def check_trace(data: Any) -> None:
         _check_optional_number(step.get("score"), f"step {i} score")
         _check_optional_number(step.get("expected_correctness"), f"step {i} expected_correctness")
         kl = step.get("token_kl")
-        if kl is not None and (not isinstance(kl, list) or not all(_is_number(x) for x in kl)):
-            raise TraceFieldError(f"step {i} token_kl must be a list of numbers or null")
+        if kl is not None and not _is_number_list(kl):
+            raise TraceFieldError(f"step {i} token_kl must be a list of finite numbers or null")
     alternatives = data.get("alternatives", [])
     if not isinstance(alternatives, list):
         raise TraceFieldError("trace alternatives must be a list")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import platform
 import random
 import statistics
@@ -91,11 +92,11 @@ def bench_import(work: Path, n: int) -> list[str]:
     rows = []
     with Store.open(work / "import.db") as store:
         for what in ("import (new)", "import again (all skipped)"):
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = store.import_traces(path)
-            elapsed = time.perf_counter() - start
+            elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
             rows.append(
-                f"| {what} | {n:,} traces ({size_mb:.0f} MB JSONL) | {elapsed:.2f} s | "
+                f"| {what} | {n:,} traces ({size_mb:.0f} MB JSONL) | {elapsed:.2f} s | {cpu:.2f} s | "
                 f"{n / elapsed:,.0f} traces/s | added {result['added']}, skipped {result['skipped']} |"
             )
     return rows
@@ -207,11 +208,12 @@ def bench_export(work: Path, n_traces: int) -> tuple[list[str], str]:
         for fmt in FORMATS:
             for suffix in (".jsonl", ".parquet"):
                 out = work / f"export-{fmt}{suffix}"
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 result = store.export(fmt, out)
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
                 rows.append(
-                    f"| {fmt} | {suffix} | {result['records']:,} | {elapsed:.2f} s | {out.stat().st_size / 1e6:.1f} MB |"
+                    f"| {fmt} | {suffix} | {result['records']:,} | {elapsed:.2f} s | {cpu:.2f} s | "
+                    f"{out.stat().st_size / 1e6:.1f} MB |"
                 )
     note = (
         f"{labelled:,} labelled steps in {n_traces:,} traces (+{n_traces:,} labelled alternatives, "
@@ -228,11 +230,13 @@ def main() -> None:
     n_import, n_latency, n_export = (500, 50, 500) if args.quick else (10_000, 250, 10_000)
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         work = Path(tmp)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         print(
             f"machine: {platform.processor() or platform.machine()}, {multiprocessing.cpu_count()} CPUs, "
-            f"Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}\n"
+            f"load average {load:.1f} at start, Python {platform.python_version()}, "
+            f"SQLite {__import__('sqlite3').sqlite_version}\n"
         )
-        print("| step | size | time | rate | result |\n| --- | --- | --- | --- | --- |")
+        print("| step | size | wall time | CPU time | rate | result |\n| --- | --- | --- | --- | --- | --- |")
         print("\n".join(bench_import(work, n_import)), flush=True)
         print(
             "\n| synchronous | pause between writes | writers | writes | p50 ms | p99 ms | max ms |\n"
@@ -243,7 +247,9 @@ def main() -> None:
                 print("\n".join(bench_latency(work, n_latency, sync, think_s)), flush=True)
         rows, note = bench_export(work, n_export)
         print(f"\nexport: {note}\n")
-        print("| format | file | records | time | size |\n| --- | --- | --- | --- | --- |")
+        print(
+            "| format | file | records | wall time | CPU time | size |\n| --- | --- | --- | --- | --- | --- |"
+        )
         print("\n".join(rows))
 
 
