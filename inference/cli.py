@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("inference.probe", "show what the media pipeline sees in a clip"),
     "tiny-checkpoint": ("inference.tiny", "write a tiny random-init checkpoint in the released layout"),
     "run": ("inference.run", "reason about a clip and print the Trace"),
+    "alternatives": ("inference.alternatives_cmd", "sample alternative steps for one step of a Trace"),
+    "rollouts": ("inference.rollouts_cmd", "expected correctness of a step (and alternatives) by rollouts"),
 }
 
 
