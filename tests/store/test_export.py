@@ -54,7 +54,7 @@ def labeled(store, clock, make_trace):
     return store
 
 
-SOFT = 1.0 / (1.0 + math.exp(-(0.5 - 0.0) / 0.1))
+SOFT = 1.0 / (1.0 + math.exp(-(0.5 - 0.0) / 0.2))  # mu = 0.2 by default
 
 GOLDEN = {
     "pdpo": [
@@ -290,3 +290,10 @@ def test_bad_export_requests_are_user_errors(labeled, tmp_path):
         labeled.export("pdpo", tmp_path / "x.jsonl", since="yesterday")
     # No output file (not even a temp file) was left behind.
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("annotations.db")] == []
+
+
+def test_default_mu_is_the_one_inference_suggests():
+    alternatives = pytest.importorskip("inference.alternatives")
+    from annotation_db import DEFAULT_MU
+
+    assert DEFAULT_MU == alternatives.DEFAULT_MU
