@@ -18,7 +18,7 @@ whatever the clip's length.
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import av
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # transformers' rescale (uint8 * (1/255) in float64, cast to float32), then normalize in float32.
 PIXEL_LUT = ((np.arange(256) * (1 / 255)).astype(np.float32) - np.float32(0.5)) / np.float32(0.5)
 
+_MIN_FRAMES_SAVED = 12  # frames left in a GOP that make a seek to the next GOP worth its flush
 _TRANSPOSE = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
 
 
@@ -161,12 +162,18 @@ class _Frames:
 
 
 def _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, options: DecodeOptions) -> None:
-    """Decode forward, capturing frames whose pts is sampled; skip and seek as the options allow."""
+    """Decode forward, capturing frames whose pts is sampled; skip and seek as the options allow.
+
+    Seeking: once every sample up to the current GOP has been sent to the decoder, the frames in
+    flight are drained and the reader jumps to the keyframe of the next GOP holding a sample, so
+    the rest of the current GOP and every GOP without a sample are never decoded.
+    """
     ctx = clip.video.codec_context
     container = clip.container
-    index = clip.index
-
+    keyframe_ts = clip.index.keyframe_ts
+    gop_size = Counter(clip.index.gop)
     converter = _Converter(out, rotation, options.convert_threads)
+    unsent = Counter(gop_of[p] for p in remaining)  # GOP -> samples not yet sent to the decoder
 
     def capture(frames) -> None:
         for frame in frames:
@@ -175,45 +182,56 @@ def _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, options: 
                 converter.submit(frame, slots[frame.pts])
                 remaining.discard(frame.pts)
 
+    def worth_jumping(gop: int, sent_in_gop: int) -> bool:
+        target = min(unsent, default=None)
+        if target is None:
+            return True  # everything is sent: drain and stop
+        if target <= gop:
+            return False
+        # a seek flushes the decoder's threads: not worth it for the last few frames of a GOP
+        return target > gop + 1 or gop_size[gop] - sent_in_gop >= _MIN_FRAMES_SAVED
+
     packets = container.demux(clip.video)
-    landed = -1  # GOP of the last seek: never seek again before passing it (no seek loops)
+    floor = -1  # after a jump, no other jump before the GOP jumped to is reached (no seek loops)
+    current, sent_in_gop = None, 0
     try:
-        while remaining:
-            restarted = False
+        while True:
+            jumped = False
             for packet in packets:
                 if packet.size == 0:
                     continue
                 gop = gop_of.get(packet.pts)
-                if options.seek and packet.is_keyframe and gop is not None and gop >= landed:
-                    ahead = [gop_of[p] for p in remaining if gop_of[p] >= gop]
-                    if not ahead or min(ahead) > gop:
-                        # nothing to sample in this GOP: finish what is in flight, then jump
-                        capture(ctx.decode(None))
-                        ctx.flush_buffers()
-                        if not ahead or not remaining:
-                            return
-                        container.seek(
-                            index.keyframe_ts[min(ahead)], stream=clip.video, backward=True, any_frame=False
-                        )
-                        ctx.flush_buffers()
-                        stats["seeks"] += 1
-                        landed = min(ahead) + 1
-                        packets = container.demux(clip.video)
-                        restarted = True
-                        break
-                skip = options.skip_nonref and packet.pts not in remaining
-                ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                if gop != current:
+                    current, sent_in_gop = gop, 0
+                if options.seek and gop is not None and gop >= floor and worth_jumping(gop, sent_in_gop):
+                    capture(ctx.decode(None))  # the samples still in flight
+                    ctx.flush_buffers()
+                    if not unsent:
+                        return
+                    floor = min(unsent)
+                    container.seek(keyframe_ts[floor], stream=clip.video, backward=True, any_frame=False)
+                    ctx.flush_buffers()
+                    stats["seeks"] += 1
+                    packets = container.demux(clip.video)
+                    current, jumped = None, True
+                    break
+                sent_in_gop += 1
+                wanted = packet.pts in remaining
+                if wanted and unsent[gop] > 0:
+                    unsent[gop] -= 1
+                    if not unsent[gop]:
+                        del unsent[gop]
+                ctx.skip_frame = "NONREF" if options.skip_nonref and not wanted else "DEFAULT"
                 try:
                     capture(ctx.decode(packet))
                 except av.InvalidDataError:
-                    continue  # a damaged packet: FFmpeg conceals; a missing sample is caught below
+                    continue  # a damaged packet: FFmpeg conceals; a missing sample is caught later
                 if not remaining:
-                    break
-            if not restarted:
+                    return
+            if not jumped:
                 break
-        if remaining:
-            ctx.skip_frame = "DEFAULT"
-            capture(ctx.decode(None))
+        ctx.skip_frame = "DEFAULT"
+        capture(ctx.decode(None))
     finally:
         converter.close()
         ctx.skip_frame = "DEFAULT"
