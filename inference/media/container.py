@@ -33,7 +33,21 @@ from inference.media.limits import MediaLimits
 # FFmpeg demuxers that are happy to "open" things that are not videos.
 _IMAGE_FORMATS = {"image2", "image2pipe"}  # plus every "*_pipe" (png_pipe, jpeg_pipe, ...)
 _NOT_VIDEO_FORMATS = {"tty", "ansi", "txt", "srt", "webvtt", "ass", "lrc", "data"}
-_STILL_CODECS = {"png", "mjpeg", "bmp", "webp", "tiff", "jpeg2000", "jpegls", "qoi", "ppm", "pgm"}
+# image codecs: a stream of one frame in them is a picture (an animated GIF is a video)
+_STILL_CODECS = {
+    "png",
+    "apng",
+    "gif",
+    "mjpeg",
+    "bmp",
+    "webp",
+    "tiff",
+    "jpeg2000",
+    "jpegls",
+    "qoi",
+    "ppm",
+    "pgm",
+}
 # Leading bytes of the container formats a clip comes in: a file that starts like one of these
 # but does not open is a damaged clip, not a non-media file.
 _CONTAINER_MAGIC = (
@@ -157,12 +171,12 @@ def _validate(path: Path, container: av.container.InputContainer, limits: MediaL
     video = videos[0]
     ctx = video.codec_context
     if ctx is None:
-        raise NoVideoStreamError(name, video.codec_tag or "unknown")
+        raise NoVideoStreamError(name, getattr(video, "codec_tag", "") or "unknown")
     if ctx.name in _STILL_CODECS and (video.frames or 0) <= 1:
         raise ImageNotVideoError(name)
     if not ctx.width or not ctx.height:
         raise NoVideoStreamError(name, ctx.name)
-    avg_fps = _average_fps(video, container)
+    avg_fps = _average_fps(video)
     n_frames = int(video.frames or 0)
     if n_frames <= 0 and avg_fps and container.duration:
         # what decord does without a frame count: duration x fps (replaced by the packet count
@@ -203,6 +217,8 @@ def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> 
         # a damaged tail: keep what was read; the frame count check below decides
     if not records:
         raise NoVideoStreamError(name, video.codec_context.name)
+    if len(records) == 1 and video.codec_context.name in _STILL_CODECS:
+        raise ImageNotVideoError(name)
     index = VideoIndex(time_base=video.time_base or Fraction(1, 1), packets=len(records))
     if all(r[0] is not None for r in records):
         gop, keyframe_ts, seen_key, by_pts = 0, [], False, []
@@ -272,7 +288,7 @@ def display_size(width: int, height: int, rotation: int) -> tuple[int, int]:
     return (height, width) if rotation % 180 else (width, height)
 
 
-def _average_fps(video: av.video.stream.VideoStream, container: av.container.InputContainer) -> float:
+def _average_fps(video: av.video.stream.VideoStream) -> float:
     """decord's get_avg_fps(): the stream's avg_frame_rate, else its r_frame_rate."""
     for rate in (video.average_rate, video.guessed_rate, video.base_rate):
         if rate and rate > 0:

@@ -6,17 +6,20 @@ is the ``i``-th frame in presentation order (decord's numbering). How each becom
 (siglip_encoder_flash.py:61-103): RGB24, PIL bicubic resize straight to 384x384 (no aspect
 preservation, no crop), ``/255`` in float64 cast to float32, then ``(x - 0.5) / 0.5``.
 
-Cost. Decoding dominates, and H.264 cannot decode a frame without its references, so the work is
-bounded by the reference frames up to the last sample. Three things keep it there: the decoder
-runs on every core (frame threads); packets of frames that nothing references and that are not
-sampled are skipped (``skip_frame = NONREF``, toggled per packet); at a keyframe whose GOP holds no
-sample the reader seeks straight to the next GOP that does (long clips). Only the 60 sampled
-frames are ever converted to RGB, each is resized at once, so memory holds 60 x 384x384x3 bytes
-whatever the clip's length.
+Cost. Decoding dominates, and H.264 cannot decode a frame without the frames it references, so
+the floor is the reference frames between each sample and its GOP's keyframe. What gets there:
+the decoder runs on every core (frame threads); packets of frames that nothing references and
+that are not sampled are never decoded (``skip_frame = NONREF``, set per packet); once a GOP's
+samples are in the decoder the reader seeks to the keyframe of the next GOP with a sample, so the
+rest of the GOP and GOPs without samples are never decoded (long clips); decoding stops after the
+last sample. Only the sampled frames are converted (RGB24, resize, normalise), on a worker thread
+beside the decoder, each as it comes, so memory holds 60 small frames whatever the clip's length.
+Seeking and skipping change the work, not the pixels (tests/media/test_sampling.py checks it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -128,18 +131,8 @@ def read_frames(
             len(remaining),
         )
         rewind(clip)
-        _read_by_pts(
-            clip,
-            remaining,
-            gop_of,
-            slots,
-            rotation,
-            out,
-            stats,
-            DecodeOptions(
-                threads=options.threads, skip_nonref=False, seek=False, apply_rotation=options.apply_rotation
-            ),
-        )
+        plain = dataclasses.replace(options, skip_nonref=False, seek=False)
+        _read_by_pts(clip, remaining, gop_of, slots, rotation, out, stats, plain)
     missing_rows += [row for pts in remaining for row in slots[pts]]
     _fill_trailing(clip, indices, missing_rows, out, options)
     return out.frames, stats

@@ -58,6 +58,12 @@ def jpeg(folder: Path) -> Path:
     return path
 
 
+def gif(folder: Path) -> Path:
+    path = folder / "still.gif"
+    Image.fromarray(np.full((48, 64, 3), 30, dtype=np.uint8)).save(path)
+    return path
+
+
 def m4a(folder: Path) -> Path:
     return write_audio_only(folder / "song.m4a", seconds=1)
 
@@ -101,6 +107,7 @@ BAD_INPUTS = [
     (text, NotMediaError, "is not a video file"),
     (png, ImageNotVideoError, "is a still image"),
     (jpeg, ImageNotVideoError, "is a still image"),
+    (gif, ImageNotVideoError, "is a still image"),
     (m4a, AudioOnlyError, "has audio but no video"),
     (wav, AudioOnlyError, "has audio but no video"),
     (mp3, AudioOnlyError, "has audio but no video"),

@@ -65,6 +65,18 @@ def test_containers_and_codecs(make_clip, name, codec, audio):
     assert inputs.clip.frame_times_s == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
 
 
+def test_animated_gif_is_a_video(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "anim.gif"
+    images = [Image.fromarray(np.full((48, 64, 3), 20 * i, dtype=np.uint8)) for i in range(10)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=100, loop=0)
+    inputs = load_media(path)
+    assert (inputs.source_frames, inputs.clip.fps, inputs.frame_indices) == (10, 10.0, [0, 5])
+    levels = inputs.frames.reshape(2, -1).mean(axis=1)
+    assert abs(levels[0] - 0) < 3 and abs(levels[1] - 100) < 3
+
+
 def test_probe_agrees_with_load(short_clip):
     info = probe_clip(short_clip)
     assert info == load_media(short_clip).clip
