@@ -101,6 +101,7 @@ class OpenedClip:
     n_frames: int  # as decord's len(VideoReader): the container's frame count
     avg_fps: float  # as decord's get_avg_fps(): the stream's average frame rate
     index: VideoIndex | None = None
+    counted: bool = True  # n_frames is the container's count, not a duration x fps estimate
 
     @property
     def real_time(self) -> float:
@@ -178,9 +179,10 @@ def _validate(path: Path, container: av.container.InputContainer, limits: MediaL
         raise NoVideoStreamError(name, ctx.name)
     avg_fps = _average_fps(video)
     n_frames = int(video.frames or 0)
-    if n_frames <= 0 and avg_fps and container.duration:
-        # what decord does without a frame count: duration x fps (replaced by the packet count
-        # once the index is built, which is exact)
+    counted = n_frames > 0
+    if not counted and avg_fps and container.duration:
+        # MKV/WEBM carry no frame count: estimate for the early limit check; the index replaces
+        # it by the number of video packets (what decord2 reports too)
         n_frames = int(avg_fps * container.duration / av.time_base)
     header_s = max(
         n_frames / avg_fps if avg_fps else 0.0,
@@ -189,7 +191,7 @@ def _validate(path: Path, container: av.container.InputContainer, limits: MediaL
     if header_s > limits.max_duration_s:
         raise ClipTooLongError(name, header_s, limits.max_duration_s)
     audio = audios[0] if audios and audios[0].codec_context is not None else None
-    return OpenedClip(path, container, video, audio, n_frames, avg_fps or 0.0)
+    return OpenedClip(path, container, video, audio, n_frames, avg_fps or 0.0, counted=counted)
 
 
 def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> VideoIndex:
@@ -236,7 +238,7 @@ def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> 
         index.pts = [p for p, _ in by_pts]
         index.gop = [g for _, g in by_pts]
         index.keyframe_ts = keyframe_ts
-    if clip.n_frames <= 0:
+    if not clip.counted or clip.n_frames <= 0:
         clip.n_frames = len(records)
     if not clip.avg_fps:
         span = (index.pts[-1] - index.pts[0]) * index.time_base if len(index.pts) > 1 else 0

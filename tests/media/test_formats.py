@@ -65,6 +65,15 @@ def test_containers_and_codecs(make_clip, name, codec, audio):
     assert inputs.clip.frame_times_s == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
 
 
+def test_frame_count_without_header_count(make_clip):
+    """MKV stores no frame count and its duration is the longest stream's (here the audio): the
+    frames are counted from the packets, as decord2 does, not estimated as duration x fps."""
+    path = make_clip("long_audio.mkv", seconds=3, fps=10, audio_seconds=4.5)
+    inputs = load_media(path)
+    assert (inputs.source_frames, inputs.real_time) == (30, 3.0)
+    assert numbers(inputs.frames) == inputs.frame_indices == [0, 5, 10, 15, 20, 25]
+
+
 def test_animated_gif_is_a_video(tmp_path):
     from PIL import Image
 
