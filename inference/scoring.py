@@ -319,18 +319,32 @@ def step_kls(
     clean_block: torch.Tensor,
     perturbed_blocks: dict[str, torch.Tensor | Callable[[], torch.Tensor]],
     settings: ScoringSettings = ScoringSettings(),
+    clean_cache=None,
 ) -> dict[str, list[list[float]]]:
     """Per-token KLs of every step under each perturbed AV block: ``{name: [[kl per token] per
     step]}``. One clean prefill + query, then one prefill + query per perturbation; the clean
     hidden rows (R x D) are all that is kept between them. A block may be given as a callable
-    so that only one perturbed block lives at a time."""
+    so that only one perturbed block lives at a time.
+
+    ``clean_cache``: a DynamicCache whose first positions are this prompt under the clean block
+    (e.g. the generation Decoder's cache once the trace is done) saves the clean prefill; it is
+    cropped to the prompt minus its last token and left so."""
     if not step_texts:
         return {name: [] for name in perturbed_blocks}
     plan = plan_steps(tokenizer, step_texts, share_trunk=settings.share_trunk)
     prompt_len = len(prompt_ids) - sum(1 for t in prompt_ids if t < 0) + clean_block.shape[0]
     query = build_tree_query(plan, prompt_len)
 
-    cache, root = prefill(model, prompt_ids, clean_block)
+    if clean_cache is not None:
+        extra = clean_cache.get_seq_length() - (prompt_len - 1)
+        if extra < 0 or prompt_ids[-1] < 0:
+            raise ValueError("clean_cache must hold at least the whole prompt")
+        if extra:
+            clean_cache.crop(-extra)
+        cache = clean_cache
+        root = model.embed_ids([prompt_ids[-1]]).unsqueeze(0).to(clean_block.dtype)
+    else:
+        cache, root = prefill(model, prompt_ids, clean_block)
     clean_rows = query_hidden_rows(model, cache, root, query, prompt_len)
     del cache
     result = {}
@@ -445,13 +459,16 @@ def score_trace(
     encoded=None,
     perturbed: dict[str, AVTensors] | None = None,
     settings: ScoringSettings | None = None,
+    clean_cache=None,
 ) -> Trace:
     """Score every step of ``trace`` under each perturbation, in place, and return the trace.
 
     ``loaded``: a LoadedModel; ``media``: the clip's MediaInputs (or anything with
     pixel_values, spectrogram and real_time); ``encoded``: the clip's clean EncodedMedia when the
     caller has it (skips the clean encoders); ``perturbed``: precomputed perturbed media by name
-    (e.g. the golden fixed noisy video) instead of drawing them from ``seed``.
+    (e.g. the golden fixed noisy video) instead of drawing them from ``seed``; ``clean_cache``:
+    the generation Decoder's DynamicCache (prompt fed with the clean clip), which saves the
+    clean prefill and is cropped to the prompt (see ``step_kls``).
 
     Sets ``step.scores[name]`` (mean KL), ``step.token_kls[name]`` (per token of tok(s_k)),
     ``step.kl_tokens`` (those tokens' text), ``step.score`` / ``step.token_kl`` (the first
@@ -488,6 +505,7 @@ def score_trace(
         encoded.av_block,
         {name: block_for(name) for name in names},
         settings,
+        clean_cache=clean_cache,
     )
     for k, step in enumerate(trace.steps):
         step.scores = {**step.scores}

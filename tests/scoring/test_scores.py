@@ -212,3 +212,22 @@ def test_a_trace_whose_prompt_differs_is_refused(official_loaded, golden_media, 
 def test_clip_media_tensors_type():
     media = AVTensors(torch.zeros(2, 3, 4, 4), torch.zeros(1, 2, 3), 1.0)
     assert media._replace(real_time=2.0).real_time == 2.0
+
+
+def test_the_generation_cache_can_stand_in_for_the_clean_prefill(
+    official_loaded, golden_media, golden_encoded, golden_prompt_ids, make_trace
+):
+    """Handing over a Decoder's cache (prompt + generated tokens) gives the same scores."""
+    from inference.generate import Decoder
+
+    clean, noisy = golden_media
+    model = official_loaded.model
+    decoder = Decoder(model)
+    decoder.feed_embeds(model.embed_prompt(golden_prompt_ids, [golden_encoded.av_block]))
+    decoder.feed_ids([785, 883, 8473])  # generation went on after the prompt
+    kwargs = {"encoded": golden_encoded, "perturbed": {"noise": noisy}}
+    shared = score_trace(official_loaded, clean, make_trace(STEPS), clean_cache=decoder.cache, **kwargs)
+    alone = score_trace(official_loaded, clean, make_trace(STEPS), **kwargs)
+    assert decoder.cache.get_seq_length() == len(golden_prompt_ids) - 1 + golden_encoded.av_block.shape[0] - 1
+    for a, b in zip(shared.steps, alone.steps, strict=True):
+        assert a.token_kl == pytest.approx(b.token_kl, abs=1e-6)
