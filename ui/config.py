@@ -1,0 +1,210 @@
+"""The app's configuration: command-line flags, each with an environment-variable equivalent
+(Hugging Face Spaces configure an app through variables), read once into a frozen AppConfig.
+
+Precedence: a flag given on the command line > its environment variable > the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from inference.errors import UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(UserError):
+    """A flag or environment variable has a value the app cannot use."""
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    # --- model (the same flags and variables as ``python -m inference run``) -----------------
+    checkpoint: str | None = None  # None: released model on CUDA, tiny demo model elsewhere
+    revision: str | None = None
+    quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
+    device: str = "auto"
+    adapter: str | None = None
+    label_only: bool = False  # serve stored traces for labeling, load no model at all
+    preload: bool = True  # load the model in a background thread at startup, not on first click
+    # --- data ----------------------------------------------------------------------------------
+    db: str = "data/annotations.db"  # /data/ is git-ignored; on Spaces point it at /data (persistent)
+    media_dir: str | None = None  # analysed clips are kept here by content hash; None: <db dir>/clips
+    media_paths: tuple[str, ...] = ()  # more folders whose clips (of imported traces) may be played
+    # --- users ---------------------------------------------------------------------------------
+    auth_file: str | None = None  # "name:password" per line; every label then belongs to the login
+    oauth: bool = False  # "Sign in with Hugging Face" (Spaces with hf_oauth: true in README)
+    # --- input limits --------------------------------------------------------------------------
+    max_upload_mb: float = 500.0  # inference.media.MediaLimits' default: a 10-minute 1080p phone clip
+    max_duration_s: float = 600.0  # 10 minutes: past this the 60 frames are > 10 s apart
+    # --- server --------------------------------------------------------------------------------
+    host: str = "127.0.0.1"  # local only by default; Spaces and containers pass 0.0.0.0
+    port: int = 7860  # Gradio's usual port (what Spaces expect)
+    label_concurrency: int = 32  # labeling events at once; GPU events are always one at a time
+    auth_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # read from auth_file
+
+    @property
+    def media_root(self) -> Path:
+        return Path(self.media_dir) if self.media_dir else Path(self.db).parent / "clips"
+
+    @property
+    def auth_on(self) -> bool:
+        return bool(self.auth_pairs) or self.oauth
+
+
+def _flag_bool(value: str | None) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    env = environ.get
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--checkpoint",
+        default=env("STUDIO_CHECKPOINT"),
+        help="hub id or local folder; default: the released model on a CUDA GPU, the tiny demo model "
+        "elsewhere; 'tiny' forces the tiny model (env STUDIO_CHECKPOINT)",
+    )
+    model.add_argument(
+        "--revision", default=env("STUDIO_REVISION"), help="hub revision (env STUDIO_REVISION)"
+    )
+    model.add_argument(
+        "--quantization",
+        choices=["auto", "4bit", "8bit", "none"],
+        default=env("STUDIO_QUANTIZATION", "auto"),
+        help="LLM weights: auto = 4-bit NF4 on CUDA, none on CPU (env STUDIO_QUANTIZATION)",
+    )
+    model.add_argument(
+        "--device", default=env("STUDIO_DEVICE", "auto"), help="cuda, cpu or auto (env STUDIO_DEVICE)"
+    )
+    model.add_argument(
+        "--adapter", default=env("STUDIO_ADAPTER"), help="LoRA adapter folder (env STUDIO_ADAPTER)"
+    )
+    model.add_argument(
+        "--label-only",
+        action="store_true",
+        default=_flag_bool(env("STUDIO_LABEL_ONLY")),
+        help="no model: label stored traces only (env STUDIO_LABEL_ONLY=1)",
+    )
+    model.add_argument(
+        "--no-preload",
+        dest="preload",
+        action="store_false",
+        default=not _flag_bool(env("STUDIO_NO_PRELOAD")),
+        help="load the model on the first analysis instead of at startup (env STUDIO_NO_PRELOAD=1)",
+    )
+    data = parser.add_argument_group("data")
+    data.add_argument(
+        "--db",
+        default=env("STUDIO_DB") or env("ANNOTATION_DB") or AppConfig.db,
+        help=f"annotation database (env STUDIO_DB or ANNOTATION_DB; default {AppConfig.db})",
+    )
+    data.add_argument(
+        "--media-dir",
+        default=env("STUDIO_MEDIA_DIR"),
+        help="where analysed clips are kept (env STUDIO_MEDIA_DIR; default: clips/ beside the database)",
+    )
+    data.add_argument(
+        "--media-path",
+        action="append",
+        default=[p for p in (env("STUDIO_MEDIA_PATHS") or "").split(os.pathsep) if p],
+        help="a folder whose clips may be played (imported traces); repeatable "
+        "(env STUDIO_MEDIA_PATHS, separated by ':')",
+    )
+    users = parser.add_argument_group("users")
+    users.add_argument(
+        "--auth-file",
+        default=env("STUDIO_AUTH_FILE"),
+        help="file with one name:password per line; turns login on (env STUDIO_AUTH_FILE)",
+    )
+    users.add_argument(
+        "--oauth",
+        action="store_true",
+        # A Space with ``hf_oauth: true`` gets OAUTH_CLIENT_ID: sign in with Hugging Face there.
+        default=_flag_bool(env("STUDIO_OAUTH")) or bool(env("OAUTH_CLIENT_ID")),
+        help="sign in with Hugging Face (on by itself on a Space with hf_oauth: true; env STUDIO_OAUTH=1)",
+    )
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=float(env("STUDIO_MAX_UPLOAD_MB", AppConfig.max_upload_mb)),
+        help=f"largest clip accepted, MB (env STUDIO_MAX_UPLOAD_MB; default {AppConfig.max_upload_mb:g})",
+    )
+    limits.add_argument(
+        "--max-duration-s",
+        type=float,
+        default=float(env("STUDIO_MAX_DURATION_S", AppConfig.max_duration_s)),
+        help=f"longest clip accepted, seconds (env STUDIO_MAX_DURATION_S; default {AppConfig.max_duration_s:g})",
+    )
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--host",
+        default=env("STUDIO_HOST") or env("GRADIO_SERVER_NAME") or AppConfig.host,
+        help="address to listen on (env STUDIO_HOST or GRADIO_SERVER_NAME; default 127.0.0.1)",
+    )
+    server.add_argument(
+        "--port",
+        type=int,
+        default=int(env("STUDIO_PORT") or env("GRADIO_SERVER_PORT") or AppConfig.port),
+        help="port (env STUDIO_PORT or GRADIO_SERVER_PORT; default 7860)",
+    )
+    return parser
+
+
+def read_auth_file(path: str) -> tuple[tuple[str, str], ...]:
+    """``name:password`` per line (blank lines and ``#`` comments skipped)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the auth file {path}: {exc.strerror}; check --auth-file") from exc
+    pairs = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, password = line.partition(":")
+        if not sep or not name.strip() or not password:
+            raise ConfigError(f"{path} line {number} is not name:password; fix that line")
+        pairs.append((name.strip(), password))
+    if not pairs:
+        raise ConfigError(f"{path} holds no name:password line; add one or drop --auth-file")
+    return tuple(pairs)
+
+
+def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Flags (``argv``, default sys.argv[1:]) over variables (``environ``, default os.environ)."""
+    environ = os.environ if environ is None else environ
+    args = build_parser(environ).parse_args(argv)
+    if args.max_upload_mb <= 0 or args.max_duration_s <= 0:
+        raise ConfigError("--max-upload-mb and --max-duration-s must be positive")
+    if args.label_only and args.checkpoint:
+        raise ConfigError("--label-only loads no model; drop --checkpoint or --label-only")
+    auth_pairs = read_auth_file(args.auth_file) if args.auth_file else ()
+    return AppConfig(
+        checkpoint=args.checkpoint,
+        revision=args.revision,
+        quantization=args.quantization,
+        device=args.device,
+        adapter=args.adapter,
+        label_only=args.label_only,
+        preload=args.preload,
+        db=args.db,
+        media_dir=args.media_dir,
+        media_paths=tuple(args.media_path),
+        auth_file=args.auth_file,
+        oauth=args.oauth and not auth_pairs,  # a password file wins over OAuth
+        max_upload_mb=args.max_upload_mb,
+        max_duration_s=args.max_duration_s,
+        host=args.host,
+        port=args.port,
+        auth_pairs=auth_pairs,
+    )

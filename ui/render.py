@@ -1,0 +1,426 @@
+"""Pure functions from traces, labels and statistics to what the page shows: HTML and plotly figures.
+
+Every piece of text that comes from the model, an imported file or a person (step text, answer,
+comments, names) goes through ``html.escape`` here and nowhere is it inserted as markup: a step
+that reads ``<img src=x onerror=alert(1)>`` is shown as those characters.
+
+Steps are the Trace JSON's step dicts (``Trace.to_dict()["steps"]`` or ``Store.get_trace``).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+VERDICT_COLOURS = {"accept": "#2e7d32", "reject": "#c62828", "unsure": "#f9a825"}
+UNLABELED_COLOUR = "#9e9e9e"
+VERDICT_MARKS = {"accept": "\u2713 accept", "reject": "\u2717 reject", "unsure": "? unsure"}
+ERROR_TYPE_NAMES = {
+    "visual_misperception": "visual misperception",
+    "audio_misperception": "audio misperception",
+    "hallucination": "hallucination",
+    "reasoning_logic": "reasoning / logic",
+    "other": "other",
+}
+DOT = " \u00b7 "
+KL_SHADE = (198, 40, 40)  # red: the more a token changes under the perturbation, the redder
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt_score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def fmt_span(span: Sequence[float] | None) -> str:
+    return "" if not span else f"{span[0]:.1f}\u2013{span[1]:.1f} s"
+
+
+# ---- steps --------------------------------------------------------------------------------------
+
+
+def trace_kl_scale(steps: Sequence[Mapping[str, Any]]) -> float:
+    """The largest token KL in the trace: the shading's full colour (0 when unscored)."""
+    return max((max(s["token_kl"]) for s in steps if s.get("token_kl")), default=0.0)
+
+
+def shaded_text(step: Mapping[str, Any], scale: float) -> str:
+    """The step's text, each token shaded by its KL (as a share of ``scale``), escaped.
+    Falls back to the plain escaped text when the token pieces do not spell the text."""
+    text = step.get("text", "")
+    pieces, kls = step.get("kl_tokens"), step.get("token_kl")
+    if not pieces or not kls or len(pieces) != len(kls) or "".join(pieces) != text or scale <= 0:
+        return esc(text)
+    r, g, b = KL_SHADE
+    out = []
+    for piece, kl in zip(pieces, kls, strict=True):
+        alpha = min(max(kl / scale, 0.0), 1.0) * 0.6
+        out.append(
+            f'<span class="tok" style="background-color: rgba({r},{g},{b},{alpha:.3f})" '
+            f'title="KL {kl:.3g}">{esc(piece)}</span>'
+        )
+    return "".join(out)
+
+
+def step_spans(trace: Mapping[str, Any]) -> list[tuple[float, float] | None]:
+    """Per step, the clip span it attends to most (``inference.attribution``), if computed."""
+    attention = (trace.get("scoring") or {}).get("frame_attention") or {}
+    spans = attention.get("spans") or []
+    n = len(trace.get("steps") or [])
+    return [tuple(spans[k]) if k < len(spans) and spans[k] else None for k in range(n)]
+
+
+def label_badge(label: Mapping[str, Any] | None, mine: bool = True) -> str:
+    if not label:
+        return '<span class="badge unlabeled">unlabeled</span>' if mine else ""
+    verdict = label["verdict"]
+    error = ERROR_TYPE_NAMES.get(label.get("error_type") or "", "")
+    who = "" if mine else f"{esc(label['annotator'])}: "
+    text = VERDICT_MARKS.get(verdict, verdict) + (f" \u00b7 {error}" if error else "")
+    return f'<span class="badge verdict-{esc(verdict)}">{who}{esc(text)}</span>'
+
+
+def steps_html(
+    steps: Sequence[Mapping[str, Any]],
+    current: int | None = None,
+    mine: Mapping[int, Mapping[str, Any]] | None = None,
+    peers: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    spans: Sequence[tuple[float, float] | None] | None = None,
+    streaming: bool = False,
+    show_labels: bool = True,
+) -> str:
+    """The list of steps: number, scores, top-T badge, clip span (click to seek), labels, text.
+
+    Each step is a ``div.step[data-step=i]`` (a click selects it, ``ui.shortcuts``); the span is a
+    ``button.seek[data-seek=seconds]``."""
+    mine = mine or {}
+    peers = peers or {}
+    spans = spans or []
+    if not steps:
+        message = (
+            "Generating the first step\u2026"
+            if streaming
+            else "No steps yet: analyse a clip or open a trace."
+        )
+        return f'<div class="steps empty" id="steps-list">{esc(message)}</div>'
+    scale = trace_kl_scale(steps)
+    items = []
+    for step in steps:
+        k = int(step["index"])
+        label = mine.get(k)
+        classes = ["step"]
+        if k == current:
+            classes.append("current")
+        if label:
+            classes.append(f"labeled-{label['verdict']}")
+        head = [f'<span class="step-no">Step {k + 1}</span>']
+        if step.get("score") is not None:
+            head.append(
+                f'<span class="score" title="contrastive score (mean token KL)">score {fmt_score(step["score"])}</span>'
+            )
+        for name, value in (step.get("scores") or {}).items():
+            if len(step.get("scores") or {}) > 1:
+                head.append(f'<span class="score-extra">{esc(name)} {fmt_score(value)}</span>')
+        if step.get("top_t"):
+            head.append(
+                '<span class="badge top-t" title="among the top-T highest scores: check it first">top-T</span>'
+            )
+        if step.get("expected_correctness") is not None:
+            head.append(f'<span class="badge rollout">p(correct) {step["expected_correctness"]:.2f}</span>')
+        span = spans[k] if k < len(spans) else None
+        if span:
+            head.append(
+                f'<button class="seek" data-seek="{span[0]:.3f}" title="play the moment this step attends to most">'
+                f"\u23f5 {fmt_span(span)}</button>"
+            )
+        if show_labels:
+            head.append(label_badge(label))
+            for other in peers.get(k, []):
+                head.append(label_badge(other, mine=False))
+        body = shaded_text(step, scale)
+        comment = ""
+        if label and label.get("comment"):
+            comment = f'<div class="comment">\U0001f4ac {esc(label["comment"])}</div>'
+        items.append(
+            f'<div class="{" ".join(classes)}" data-step="{k}" id="step-{k}">'
+            f'<div class="step-head">{" ".join(head)}</div>'
+            f'<div class="step-text">{body}</div>{comment}</div>'
+        )
+    if streaming:
+        items.append('<div class="step pending">\u2026</div>')
+    return f'<div class="steps" id="steps-list">{"".join(items)}</div>'
+
+
+def answer_html(answer: Mapping[str, Any] | None, reference: str | None = None, pending: bool = False) -> str:
+    if pending:
+        return '<div class="answer pending">Answer: waiting for the reasoning to finish\u2026</div>'
+    if not answer or not (answer.get("text") or answer.get("choice")):
+        return '<div class="answer empty">No answer yet.</div>'
+    choice = answer.get("choice")
+    verdict = ""
+    if reference and choice:
+        right = choice.strip().upper() == reference.strip().upper()
+        verdict = f' <span class="badge {"right" if right else "wrong"}">{"right" if right else "wrong"} (reference {esc(reference)})</span>'
+    return (
+        f'<div class="answer"><b>Answer</b>{f" ({esc(choice)})" if choice else ""}: '
+        f"{esc(answer.get('text') or '')}{verdict}</div>"
+    )
+
+
+def step_info(
+    steps: Sequence[Mapping[str, Any]], current: int | None, label: Mapping[str, Any] | None
+) -> str:
+    """One line over the label buttons: which step is current and my label of it."""
+    if current is None or not steps:
+        return "No step selected."
+    head = f"Step {current + 1} of {len(steps)}"
+    if not label:
+        return f"{head} \u00b7 not labeled by you yet"
+    error = ERROR_TYPE_NAMES.get(label.get("error_type") or "")
+    return f"{head} \u00b7 your label: {label['verdict']}" + (f" ({error})" if error else "")
+
+
+def alternatives_html(
+    alternatives: Sequence[Mapping[str, Any]],
+    preferences: Mapping[int, str] | None = None,
+    rollouts: Mapping[str, Any] | None = None,
+) -> str:
+    """The alternatives at the current step (dicts with id, text, source, created_by, ...)."""
+    preferences = preferences or {}
+    if not alternatives and not rollouts:
+        return '<div class="alternatives empty">No alternatives for this step yet.</div>'
+    correctness = {}
+    if rollouts:
+        for item in rollouts.get("results", []):
+            correctness[item.get("alternative_id")] = item["expected_correctness"]
+    rows = []
+    if None in correctness:
+        rows.append(f'<li class="original">original step: p(correct) = {correctness[None]:.2f}</li>')
+    for alt in alternatives:
+        bits = [f"#{int(alt['id'])}", esc(alt.get("source", ""))]
+        if alt.get("created_by"):
+            bits.append(f"by {esc(alt['created_by'])}")
+        p = correctness.get(alt["id"], alt.get("expected_correctness"))
+        if p is not None:
+            bits.append(f"p(correct) = {p:.2f}")
+        choice = preferences.get(alt["id"])
+        if choice:
+            bits.append(f"you prefer the {'alternative' if choice == 'alternative' else 'original'}")
+        rows.append(
+            f'<li><span class="alt-meta">{DOT.join(bits)}</span><div class="alt-text">{esc(alt["text"])}</div></li>'
+        )
+    return f'<ul class="alternatives">{"".join(rows)}</ul>'
+
+
+def alternative_choices(alternatives: Sequence[Mapping[str, Any]]) -> list[tuple[str, int]]:
+    """(label, alternative id) for a Radio; labels are shown as text by Gradio."""
+    out = []
+    for alt in alternatives:
+        text = alt["text"] if len(alt["text"]) <= 120 else alt["text"][:117] + "..."
+        out.append((f"#{alt['id']} ({alt.get('source', '')}): {text}", int(alt["id"])))
+    return out
+
+
+# ---- figures ------------------------------------------------------------------------------------
+
+
+def _figure(title: str):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title, "font": {"size": 14}},
+        height=260,
+        margin={"l": 40, "r": 10, "t": 40, "b": 35},
+        template="plotly_white",
+        legend={"orientation": "h", "y": -0.25},
+    )
+    return fig
+
+
+def _hover(text: str, limit: int = 90) -> str:
+    short = text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return esc(short)
+
+
+def scores_figure(steps: Sequence[Mapping[str, Any]], mine: Mapping[int, Mapping[str, Any]] | None = None):
+    """Bars: each step's contrastive score, coloured by my label; top-T bars outlined; other
+    perturbations' scores as markers."""
+    import plotly.graph_objects as go
+
+    mine = mine or {}
+    fig = _figure("Step scores (colour: your label)")
+    scored = [s for s in steps if s.get("score") is not None]
+    if not scored:
+        fig.add_annotation(text="no scores (analysis without perturbations, or imported)", showarrow=False)
+        return fig
+    x = [int(s["index"]) + 1 for s in scored]
+    verdicts = [(mine.get(int(s["index"])) or {}).get("verdict") for s in scored]
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=[s["score"] for s in scored],
+            marker={
+                "color": [VERDICT_COLOURS.get(v, UNLABELED_COLOUR) for v in verdicts],
+                "line": {
+                    "color": ["#000" if s.get("top_t") else "rgba(0,0,0,0)" for s in scored],
+                    "width": 2,
+                },
+            },
+            hovertext=[
+                f"{_hover(s['text'])}<br>{v or 'unlabeled'}" for s, v in zip(scored, verdicts, strict=True)
+            ],
+            hoverinfo="x+y+text",
+            name="score",
+        )
+    )
+    names = sorted({n for s in scored for n in (s.get("scores") or {})})
+    for name in names if len(names) > 1 else []:  # one perturbation: the bars say it all
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=[(s.get("scores") or {}).get(name) for s in scored],
+                mode="markers",
+                name=name,
+                marker={"size": 8, "symbol": "diamond"},
+            )
+        )
+    fig.update_xaxes(title="step", dtick=1)
+    fig.update_yaxes(title="mean token KL")
+    return fig
+
+
+def kl_figure(steps: Sequence[Mapping[str, Any]], current: int | None = None):
+    """The per-token KL along the whole reasoning, one line per step; the current step bold."""
+    import plotly.graph_objects as go
+
+    fig = _figure("Per-token KL")
+    offset = 0
+    drawn = False
+    for step in steps:
+        kls = step.get("token_kl") or []
+        if not kls:
+            continue
+        pieces = step.get("kl_tokens") or [""] * len(kls)
+        k = int(step["index"])
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(offset, offset + len(kls))),
+                y=kls,
+                mode="lines+markers",
+                name=f"step {k + 1}",
+                line={"width": 4 if k == current else 1.5},
+                marker={"size": 6 if k == current else 3},
+                hovertext=[esc(p) for p in pieces],
+                hoverinfo="y+text+name",
+            )
+        )
+        offset += len(kls)
+        drawn = True
+    if not drawn:
+        fig.add_annotation(text="no token KL (not scored)", showarrow=False)
+    fig.update_xaxes(title="token")
+    fig.update_yaxes(title="KL")
+    return fig
+
+
+def calibration_figure(stats: Mapping[str, Any]):
+    """Reject rate per score decile: a useful score rises from left to right."""
+    import plotly.graph_objects as go
+
+    calibration = stats.get("calibration") or {}
+    auroc = calibration.get("auroc")
+    title = "Reject rate by score decile" + (f" (AUROC {auroc:.2f})" if auroc is not None else "")
+    fig = _figure(title)
+    deciles = calibration.get("deciles") or []
+    if not deciles:
+        fig.add_annotation(text="no scored steps with a majority verdict yet", showarrow=False)
+        return fig
+    fig.add_trace(
+        go.Bar(
+            x=[f"{d['decile']}" for d in deciles],
+            y=[d["reject_rate"] for d in deciles],
+            hovertext=[
+                f"scores {d['min_score']:.3g}\u2013{d['max_score']:.3g}<br>{d['rejects']} of {d['steps']} rejected"
+                for d in deciles
+            ],
+            hoverinfo="y+text",
+            marker={"color": VERDICT_COLOURS["reject"]},
+            name="reject rate",
+        )
+    )
+    fig.update_xaxes(title="score decile (1 = lowest scores)")
+    fig.update_yaxes(title="reject rate", range=[0, 1])
+    return fig
+
+
+# ---- tables (Gradio shows Dataframe cells as text) ---------------------------------------------
+
+QUEUE_HEADERS = ["trace", "clip", "question", "steps", "max score", "labeled by me", "annotators"]
+
+
+def queue_rows(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            item["trace_id"],
+            item["clip_name"] or "",
+            item["question"] or "",
+            item["n_steps"],
+            None if item["max_score"] is None else round(item["max_score"], 5),
+            f"{item['labeled_by_me']}/{item['n_steps']}",
+            item["n_annotators"],
+        ]
+        for item in items
+    ]
+
+
+PROGRESS_HEADERS = ["annotator", "labels", "steps labeled", "traces done", "time (min)"]
+
+
+def progress_rows(progress: Mapping[str, Any]) -> list[list[Any]]:
+    return [
+        [name, p["labels"], p["steps_labeled"], p["traces_done"], round(p["time_s"] / 60, 1)]
+        for name, p in (progress.get("annotators") or {}).items()
+    ]
+
+
+AGREEMENT_HEADERS = ["annotators", "items both labeled", "Cohen's kappa"]
+
+
+def agreement_rows(stats: Mapping[str, Any]) -> list[list[Any]]:
+    return [
+        [
+            " & ".join(pair["annotators"]),
+            pair["items"],
+            None if pair["kappa"] is None else round(pair["kappa"], 3),
+        ]
+        for pair in (stats.get("agreement") or {}).get("pairs", [])
+    ]
+
+
+def stats_markdown(stats: Mapping[str, Any], progress: Mapping[str, Any]) -> str:
+    """Counts as Markdown (numbers and fixed words only: names go to Dataframes)."""
+    verdicts = stats.get("verdicts") or {}
+    errors = stats.get("error_types") or {}
+    agreement = stats.get("agreement") or {}
+    alpha = agreement.get("krippendorff_alpha")
+    lines = [
+        f"**{progress.get('traces', 0)}** traces, **{progress.get('steps', 0)}** steps "
+        f"(**{progress.get('steps_labeled', 0)}** labeled by someone), "
+        f"**{progress.get('alternatives', 0)}** alternatives, **{stats.get('labels', 0)}** labels.",
+        "",
+        "| verdict | labels |",
+        "| --- | --- |",
+        *[f"| {v} | {n} |" for v, n in verdicts.items()],
+        "",
+        "| error type | labels |",
+        "| --- | --- |",
+        *[f"| {ERROR_TYPE_NAMES.get(e, e)} | {n} |" for e, n in errors.items()],
+        "",
+        f"Krippendorff's alpha (verdict, {agreement.get('items_multiply_labeled', 0)} items with 2+ labels): "
+        + ("n/a" if alpha is None else f"**{alpha:.3f}**"),
+    ]
+    return "\n".join(lines)

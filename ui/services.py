@@ -1,0 +1,600 @@
+"""What the app does, without Gradio: analyse a clip, label steps, sample alternatives, export.
+
+``Studio`` composes ``inference`` (media, model, generation, scoring) and ``annotation_db``
+(the store); the Gradio handlers in ``ui.handlers`` only translate between its values and
+components. Everything here can be driven from a test or a benchmark directly.
+
+Threads: Gradio calls handlers from a pool of worker threads. The Store keeps one SQLite
+connection per thread and queues its writers, so one Store is shared by every handler. Model
+work is kept to one event at a time by Gradio's queue (every GPU event is in the concurrency
+group "gpu" with limit 1); the model is loaded once, under a lock, by whichever comes first: the
+startup thread or the first analysis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from annotation_db import FORMATS, Store
+from inference.errors import UserError
+from ui.config import AppConfig
+from ui.gpu import gpu_task
+
+log = logging.getLogger("studio")
+
+MAX_STEP_SECONDS = 300.0  # time on one step beyond this is a pause, not labeling: cap it
+EXPORT_SUFFIXES = ("jsonl", "parquet")
+ANYONE = "\u2014"  # stands for "no annotator" in store.queue, which needs a name ("—" labels nothing)
+
+
+class AppError(UserError):
+    """Something the person at the page can fix (a missing name, clip or setting)."""
+
+
+# ---- events of an analysis (the Gradio handler turns each into a screen update) ----------------
+
+
+@dataclass
+class Stage:
+    """A new phase of the analysis: decode, load, encode, generate, score, attention, store."""
+
+    name: str
+    fraction: float  # of the whole analysis, for a progress bar
+    message: str
+
+
+@dataclass
+class StepDecoded:
+    step: Any  # inference.trace.Step
+
+
+@dataclass
+class AnswerDecoded:
+    answer: Any  # inference.trace.Answer
+
+
+@dataclass
+class Finished:
+    trace: Any  # inference.trace.Trace, scored when asked
+
+
+@dataclass
+class Stored:
+    trace: dict[str, Any]  # the stored trace (Trace JSON + store ids)
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    video: str
+    question: str = ""
+    options: tuple[str, ...] = ()
+    prompt_kind: str = "reasoning"
+    reference_answer: str | None = None
+    max_new_tokens: int = 512  # official max_tokens
+    do_sample: bool = False  # official inference is greedy
+    temperature: float = 1.0
+    top_p: float = 0.9
+    seed: int = 0
+    perturbations: tuple[str, ...] = ("noise",)  # the paper's; empty = no scores
+    top_t: int = 3  # paper Fig. 5: T = 3 works best
+    attention: bool = True  # derive each step's clip span (inference.attribution)
+
+
+def parse_options(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Options typed one per line (a leading "A." / "B)" is dropped: the prompt adds letters)."""
+    import re
+
+    lines = text.splitlines() if isinstance(text, str) else list(text or [])
+    out = []
+    for line in lines:
+        line = re.sub(r"^\s*\(?[A-Za-z][.)]\s+", "", str(line)).strip()
+        if line:
+            out.append(line)
+    return tuple(out)
+
+
+# ---- the model, loaded once ---------------------------------------------------------------------
+
+
+class ModelHolder:
+    """Loads the model on first use (or in a startup thread) and keeps it; a failed load is
+    remembered and its message shown until the next attempt."""
+
+    def __init__(self, config: AppConfig, loader: Callable[[], Any] | None = None) -> None:
+        self.config = config
+        self._loader = loader or self._load
+        self._lock = threading.Lock()
+        self._loaded: Any = None
+        self.error: str | None = None
+        self.state = "not loaded"  # not loaded | loading | ready | failed
+
+    def expected_tiny(self) -> bool:
+        """Whether the tiny demo model will be served (without loading anything)."""
+        from inference.loading import resolve_device
+
+        if self.config.checkpoint == "tiny":
+            return True
+        return not self.config.checkpoint and resolve_device(self.config.device) != "cuda"
+
+    def _load(self) -> Any:
+        from inference.loading import LoadSettings, load_model
+        from inference.model_args import choose_checkpoint
+
+        checkpoint = choose_checkpoint(self.config.checkpoint, self.config.device, log=log.info)
+        settings = LoadSettings(
+            checkpoint=checkpoint,
+            revision=self.config.revision,
+            quantization=self.config.quantization,
+            device=self.config.device,
+            adapter=self.config.adapter,
+        )
+        return load_model(settings)
+
+    def get(self) -> Any:
+        if self._loaded is not None:
+            return self._loaded
+        with self._lock:
+            if self._loaded is None:
+                self.state = "loading"
+                started = time.perf_counter()
+                try:
+                    self._loaded = self._loader()
+                except UserError as exc:
+                    self.state, self.error = "failed", str(exc)
+                    raise
+                except Exception as exc:
+                    self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
+                    log.exception("loading the model failed")
+                    raise AppError(
+                        f"the model could not be loaded ({self.error}); see the server log"
+                    ) from exc
+                self.state, self.error = "ready", None
+                log.info("model ready in %.1f s: %s", time.perf_counter() - started, self._loaded.describe())
+        return self._loaded
+
+    def start_background(self) -> threading.Thread:
+        def warm() -> None:
+            # A failure is remembered in self.error; the page shows it on the next analysis.
+            with contextlib.suppress(Exception):
+                self.get()
+
+        thread = threading.Thread(target=warm, name="model-preload", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def loaded(self) -> Any:
+        return self._loaded
+
+
+class MediaCache:
+    """The decoded media of the last few clips, by sha256, so alternatives and rollouts of a
+    trace just analysed do not decode its clip again. A 60-frame clip holds ~130 MB."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, sha256: str) -> Any:
+        with self._lock:
+            item = self._items.get(sha256)
+            if item is not None:
+                self._items.move_to_end(sha256)
+            return item
+
+    def put(self, sha256: str, media: Any) -> None:
+        with self._lock:
+            self._items[sha256] = media
+            self._items.move_to_end(sha256)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+
+# ---- what one page shows about one stored trace --------------------------------------------------
+
+
+@dataclass
+class TraceView:
+    trace: dict[str, Any]  # store.get_trace (Trace JSON + ids)
+    mine: dict[int, dict[str, Any]] = field(default_factory=dict)  # step index -> my label (original step)
+    mine_alternatives: dict[int, dict[str, Any]] = field(default_factory=dict)  # alternative id -> my label
+    peers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # step index -> others' labels
+    preferences: dict[int, str] = field(default_factory=dict)  # alternative id -> my choice
+    video: str | None = None  # a playable path of the clip, when there is one
+    note: str = ""  # why there is no video
+
+
+class Studio:
+    """The app's services over one store and (unless label-only) one model."""
+
+    def __init__(
+        self, config: AppConfig, store: Store | None = None, models: ModelHolder | None = None
+    ) -> None:
+        from inference.media import MediaLimits
+
+        self.config = config
+        self.store = store or Store.open(config.db)
+        self.models = None if config.label_only else (models or ModelHolder(config))
+        self.media = MediaCache()
+        self.limits = MediaLimits(max_duration_s=config.max_duration_s, max_file_mb=config.max_upload_mb)
+        self.served_roots = [Path(p).resolve() for p in self.playable_roots()]
+
+    def close(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ files the page may play
+
+    def playable_roots(self) -> list[str]:
+        """Folders whose clips the page may play (Gradio's allowed_paths): analysed clips, the
+        examples, --media-path folders and the folders of clips already in the store."""
+        from examples.make_examples import DEFAULT_DIR
+
+        roots = [str(self.config.media_root), str(DEFAULT_DIR), *self.config.media_paths]
+        for item in self.store.queue(ANYONE, unlabeled_only=False):
+            if item["video_path"]:
+                roots.append(str(Path(item["video_path"]).resolve().parent))
+        return list(dict.fromkeys(roots))
+
+    def playable(self, path: str | None) -> tuple[str | None, str]:
+        """(path, "") when the page can play the clip, else (None, why not)."""
+        if not path:
+            return None, "this trace names no clip file"
+        resolved = Path(path).resolve()
+        if not resolved.is_file():
+            return None, f"the clip {Path(path).name} is not on this server ({path})"
+        allowed = [*self.served_roots, Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()]
+        if not any(resolved.is_relative_to(root) for root in allowed):
+            return (
+                None,
+                f"the clip's folder {resolved.parent} is not served; restart with --media-path {resolved.parent}",
+            )
+        return str(resolved), ""
+
+    # ------------------------------------------------------------------ analysis
+
+    def check_request(self, request: AnalysisRequest) -> None:
+        """Cheap checks before any decoding: a clip, a question and options the prompt takes,
+        known perturbations, sane settings."""
+        from inference.perturb import get_perturbation
+        from inference.prompts import build_user_text
+
+        if self.models is None:
+            raise AppError(
+                "this app runs in label-only mode (no model); label stored traces in the Queue tab"
+            )
+        if not request.video:
+            raise AppError("no clip: upload a video or pick an example first")
+        question = "" if request.prompt_kind == "synthdec" else request.question
+        options = None if request.prompt_kind == "synthdec" else list(request.options)
+        build_user_text(request.prompt_kind, question, options)
+        for name in request.perturbations:
+            get_perturbation(name)
+        if not 1 <= request.max_new_tokens <= 4096:
+            raise AppError("max new tokens must be between 1 and 4096")
+        if request.do_sample and not (0 < request.top_p <= 1 and request.temperature > 0):
+            raise AppError("sampling needs 0 < top-p <= 1 and a temperature above 0")
+        if request.top_t < 0:
+            raise AppError("top-T must be 0 or more")
+
+    def load_media(self, path: str) -> Any:
+        from inference.media import load_media
+
+        return load_media(path, self.limits)
+
+    def media_for(self, trace: dict[str, Any]) -> Any:
+        """The decoded media of a stored trace's clip (cached, else decoded again)."""
+        clip = trace["clip"]
+        media = self.media.get(clip["sha256"])
+        if media is not None:
+            return media
+        path = clip.get("path")
+        if not path or not Path(path).is_file():
+            raise AppError(
+                f"the clip of this trace ({clip.get('name') or path or 'unnamed'}) is not on this server; "
+                "alternatives and rollouts need it"
+            )
+        media = self.load_media(path)
+        if media.clip.sha256 != clip["sha256"]:
+            raise AppError(f"{path} has changed since this trace was made (its sha256 differs)")
+        self.media.put(clip["sha256"], media)
+        return media
+
+    def reason(
+        self, media: Any, request: AnalysisRequest
+    ) -> Iterator[Stage | StepDecoded | AnswerDecoded | Finished]:
+        """The model's part of an analysis: encode, stream the steps, the answer, then scores and
+        clip spans. Runs where the GPU is (``ui.gpu.gpu_task``)."""
+        return _reason(self, media, request)
+
+    def keep_clip(self, path: str, sha256: str) -> Path:
+        """Copy an uploaded clip into the media folder under its content hash (once)."""
+        source = Path(path)
+        root = self.config.media_root
+        root.mkdir(parents=True, exist_ok=True)
+        target = root / f"{sha256}{source.suffix.lower() or '.mp4'}"
+        if not target.exists():
+            partial = target.with_name(f".{target.name}.{threading.get_ident()}.partial")
+            shutil.copyfile(source, partial)
+            partial.replace(target)
+        return target
+
+    def save_trace(self, trace: Any, media: Any) -> dict[str, Any]:
+        """Store a live trace (its clip kept in the media folder) and return it as stored."""
+        trace.clip.path = str(self.keep_clip(media.clip.path, trace.clip.sha256).resolve())
+        self.store.add_trace(trace.to_dict())
+        self.media.put(trace.clip.sha256, media)
+        return self.store.get_trace(trace.id)
+
+    def analyze(
+        self, request: AnalysisRequest
+    ) -> Iterator[Stage | StepDecoded | AnswerDecoded | Finished | Stored]:
+        """The whole analysis as events (for tests and benchmarks; the page streams the same)."""
+        self.check_request(request)
+        yield Stage("decode", 0.02, "Decoding the clip")
+        media = self.load_media(request.video)
+        trace = None
+        for event in self.reason(media, request):
+            if isinstance(event, Finished):
+                trace = event.trace
+            yield event
+        yield Stage("store", 0.98, "Saving the trace")
+        yield Stored(self.save_trace(trace, media))
+
+    # ------------------------------------------------------------------ labeling
+
+    def view(self, trace_id: str, annotator: str | None, blind: bool = True) -> TraceView:
+        trace_id = (trace_id or "").strip()
+        if not trace_id:
+            raise AppError("no trace is open: analyse a clip or open one from the Queue tab")
+        trace = self.store.get_trace(trace_id)
+        view = TraceView(trace=trace)
+        if annotator:
+            for label in self.store.labels_for_trace(trace_id, annotator):
+                if label["alternative_id"] is None:
+                    view.mine[label["step_index"]] = label
+                else:
+                    view.mine_alternatives[label["alternative_id"]] = label
+            for pref in self.store.preferences_for_trace(trace_id, annotator):
+                view.preferences[pref["alternative_id"]] = pref["chosen"]
+        if blind:
+            others = self.store.peer_labels(annotator, trace_id) if annotator else []
+        else:
+            others = [x for x in self.store.labels_for_trace(trace_id) if x["annotator"] != annotator]
+        for label in others:
+            if label["alternative_id"] is None:
+                view.peers.setdefault(label["step_index"], []).append(label)
+        view.video, view.note = self.playable(trace["clip"].get("path"))
+        return view
+
+    def label(
+        self,
+        annotator: str,
+        trace_id: str,
+        step_index: int,
+        verdict: str,
+        error_type: str | None = None,
+        comment: str = "",
+        time_spent_s: float = 0.0,
+        alternative_id: int | None = None,
+    ) -> dict[str, Any]:
+        error_type = (error_type or None) if verdict != "accept" else None
+        return self.store.set_label(
+            annotator,
+            trace_id,
+            int(step_index),
+            verdict,
+            alternative_id=alternative_id,
+            error_type=error_type,
+            comment=comment or "",
+            time_spent_s=min(max(float(time_spent_s or 0.0), 0.0), MAX_STEP_SECONDS),
+        )
+
+    def undo(self, annotator: str, trace_id: str, step_index: int) -> dict[str, Any] | None:
+        return self.store.undo_label(annotator, trace_id, int(step_index))
+
+    def queue(
+        self, annotator: str | None, unlabeled_only: bool = True, order: str = "max_score"
+    ) -> list[dict]:
+        # Without a name nothing is "mine": show every trace, by score.
+        return self.store.queue(
+            annotator or ANYONE, unlabeled_only=unlabeled_only and bool(annotator), order=order
+        )
+
+    def export(
+        self,
+        format: str,
+        suffix: str = "jsonl",
+        min_agreement: float = 0.0,
+        annotators: Sequence[str] = (),
+        since: str | None = None,
+    ) -> dict[str, Any]:
+        if format not in FORMATS:
+            raise AppError(f"export format must be one of {', '.join(FORMATS)}")
+        if suffix not in EXPORT_SUFFIXES:
+            raise AppError(f"export file type must be {' or '.join(EXPORT_SUFFIXES)}")
+        folder = Path(tempfile.mkdtemp(prefix="studio-export-"))
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = folder / f"{format}-{stamp}.{suffix}"
+        return self.store.export(
+            format,
+            out,
+            annotators=list(annotators) or None,
+            min_agreement=float(min_agreement or 0.0),
+            since=(since or "").strip() or None,
+        )
+
+    # ------------------------------------------------------------------ alternatives, rollouts
+
+    def sample_alternatives(
+        self, annotator: str, trace_id: str, step_index: int, n: int = 3, seed: int = 0
+    ) -> list[dict[str, Any]]:
+        """Sample ``n`` replacements of a step from its prefix and store them (source model)."""
+        if self.models is None:
+            raise AppError("label-only mode has no model to sample alternatives; write a correction instead")
+        stored = self.store.get_trace(trace_id)
+        media = self.media_for(stored)
+        samples = _sample(self, stored, media, int(step_index), int(n), int(seed))
+        out = []
+        for alt in samples:
+            if alt.text.strip():  # a sample may stop at once (an immediate marker): nothing to show
+                out.append(
+                    self.store.add_alternative(
+                        annotator, trace_id, int(step_index), alt.text, source="model", settings=alt.settings
+                    )
+                )
+        return out
+
+    def add_correction(self, annotator: str, trace_id: str, step_index: int, text: str) -> dict[str, Any]:
+        """A human rewrite of the step, preferred over the original by its author."""
+        alt = self.store.add_alternative(annotator, trace_id, int(step_index), text, source="human")
+        self.store.record_preference(annotator, trace_id, int(step_index), alt["id"], "alternative")
+        return alt
+
+    def prefer(
+        self, annotator: str, trace_id: str, step_index: int, alternative_id: int, chosen: str
+    ) -> dict:
+        return self.store.record_preference(annotator, trace_id, int(step_index), int(alternative_id), chosen)
+
+    def rollouts(
+        self, trace_id: str, step_index: int, n: int = 6, reference: str | None = None
+    ) -> dict[str, Any]:
+        """Expected correctness of the step and of each stored alternative at it, by rollouts."""
+        if self.models is None:
+            raise AppError("label-only mode has no model for rollouts")
+        stored = self.store.get_trace(trace_id)
+        reference = (reference or "").strip() or stored.get("reference_answer")
+        if not reference:
+            raise AppError("rollouts need the correct answer: type it in 'Reference answer' (e.g. B)")
+        media = self.media_for(stored)
+        return _rollouts(self, stored, media, int(step_index), int(n), reference)
+
+
+# ---- model work (decorated for ZeroGPU; module-level so the decorator sees plain functions) ----
+
+
+@gpu_task
+def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[Any]:
+    from inference.generate import (
+        AnswerEvent,
+        DecodingSettings,
+        DoneEvent,
+        ReasoningRequest,
+        StepEvent,
+        stream_reasoning,
+    )
+
+    yield Stage("load", 0.05, "Loading the model (first analysis only)")
+    loaded = studio.models.get()
+    yield Stage("encode", 0.1, "Encoding frames and audio")
+    started = time.perf_counter()
+    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, float(media.real_time))
+    encode_s = time.perf_counter() - started
+    yield Stage("generate", 0.2, "Generating the reasoning")
+    synthdec = request.prompt_kind == "synthdec"
+    reasoning = ReasoningRequest(
+        question="" if synthdec else request.question,
+        options=None if synthdec or not request.options else list(request.options),
+        prompt_kind=request.prompt_kind,
+        reference_answer=request.reference_answer or None,
+        decoding=DecodingSettings(
+            max_new_tokens=request.max_new_tokens,
+            do_sample=request.do_sample,
+            temperature=request.temperature,
+            top_p=request.top_p,
+            seed=request.seed,
+        ),
+    )
+    trace = None
+    for event in stream_reasoning(loaded, media, reasoning, encoded=encoded):
+        if isinstance(event, StepEvent):
+            yield StepDecoded(event.step)
+        elif isinstance(event, AnswerEvent):
+            yield AnswerDecoded(event.answer)
+        elif isinstance(event, DoneEvent):
+            trace = event.trace
+    trace.timings["encode_s"] = round(encode_s, 4)
+    trace.timings["decode_s"] = round(float(media.timings.get("decode_s", 0.0)), 4)
+    if request.perturbations and trace.steps:
+        from inference.scoring import score_trace
+
+        names = ", ".join(request.perturbations)
+        yield Stage("score", 0.8, f"Scoring every step ({names})")
+        score_trace(
+            loaded,
+            media,
+            trace,
+            perturbations=request.perturbations,
+            top_t=request.top_t,
+            seed=request.seed,
+            encoded=encoded,
+        )
+    if request.attention and trace.steps:
+        from inference.attribution import frame_attention
+
+        yield Stage("attention", 0.92, "Finding the moment each step relies on")
+        started = time.perf_counter()
+        attention = frame_attention(loaded, trace, encoded)
+        trace.scoring = {
+            **(trace.scoring or {}),
+            "frame_attention": {
+                **attention.to_dict(),
+                "spans": [attention.span(k) for k in range(len(trace.steps))],
+            },
+        }
+        trace.timings["attention_s"] = round(time.perf_counter() - started, 4)
+    yield Finished(trace)
+
+
+@gpu_task
+def _sample(studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, seed: int) -> list:
+    from inference.alternatives import sample_alternatives
+    from inference.trace import Trace
+
+    trace = Trace.from_dict(_plain(stored))
+    return sample_alternatives(studio.models.get(), media, trace, step_index, n=n, seed=seed)
+
+
+@gpu_task
+def _rollouts(
+    studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, reference: str
+) -> dict:
+    from inference.alternatives import rollout_step
+    from inference.trace import Trace
+
+    trace = Trace.from_dict(_plain(stored))
+    at_step = [j for j, alt in enumerate(trace.alternatives) if alt.step_index == step_index]
+    result = rollout_step(
+        studio.models.get(), media, trace, step_index, n=n, reference=reference, alternatives=at_step
+    )
+    ids = [alt["id"] for alt in stored["alternatives"]]  # same order as trace.alternatives
+    for item in result["results"]:
+        kind, _, j = item["candidate"].partition(":")
+        item["alternative_id"] = ids[int(j)] if kind == "alternative" else None
+    return result
+
+
+def _plain(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored trace as ``Trace.from_dict`` takes it: without the store's ids and without
+    fields this version's Step / Alternative do not know (kept by the store from imports)."""
+    from dataclasses import fields
+
+    from inference.trace import Alternative, Step
+
+    step_keys = {f.name for f in fields(Step)}
+    alt_keys = {f.name for f in fields(Alternative)}
+    plain = dict(stored)
+    plain["steps"] = [{k: v for k, v in s.items() if k in step_keys} for s in stored["steps"]]
+    plain["alternatives"] = [{k: v for k, v in a.items() if k in alt_keys} for a in stored["alternatives"]]
+    return plain
