@@ -203,6 +203,11 @@ def extract_choice(text: str, options: list[str] | None, prompt_kind: str = "rea
         for match in pattern.finditer(text):
             if match.group(1) in letters:
                 return match.group(1)
+    # Last resort: the answer quotes exactly one option's text (as a whole phrase).
     lowered = text.lower()
-    hits = [chr(ord("A") + i) for i, opt in enumerate(options) if opt and opt.lower() in lowered]
+    hits = [
+        chr(ord("A") + i)
+        for i, opt in enumerate(options)
+        if opt.strip() and re.search(rf"(?<!\w){re.escape(opt.strip().lower())}(?!\w)", lowered)
+    ]
     return hits[0] if len(hits) == 1 else None

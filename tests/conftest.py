@@ -26,3 +26,32 @@ def official_tiny() -> Path:
     if not (OFFICIAL_TINY / "reference" / "reference.json").exists():
         pytest.skip("../shared/reference/official_tiny is absent")
     return OFFICIAL_TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint() -> Path:
+    """The tiny demo checkpoint, built once (about a minute on 2 cores) into STUDIO_CACHE,
+    which defaults to the repository's .cache/studio so every test session reuses it."""
+    import os
+
+    os.environ.setdefault("STUDIO_CACHE", str(REPO / ".cache" / "studio"))
+    from inference.tiny import default_tiny_checkpoint
+
+    return default_tiny_checkpoint(log=lambda message: None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    """The tiny checkpoint loaded in float32 on the CPU, shared by the session (read-only use)."""
+    from inference.loading import LoadSettings, load_model
+
+    return load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none"))
+
+
+@pytest.fixture(scope="session")
+def example_clips(tmp_path_factory) -> dict[str, Path]:
+    """The project's generated example clips (examples/make_examples.py), by file name."""
+    from examples.make_examples import ensure_examples
+
+    out = tmp_path_factory.mktemp("examples")
+    return {p.name: p for p in ensure_examples(out)}
