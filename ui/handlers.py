@@ -257,17 +257,21 @@ class Handlers:
         annotator = self._maybe_annotator(request, profile, typed)
         return self.studio.view(trace_id, annotator, blind), annotator
 
-    def _step_outputs(self, view: TraceView, k: int, message: str = ""):
-        """steps, step info, step index, player seek, started, error type, comment, status line."""
+    def _step_outputs(self, view: TraceView, k: int, message: str = "", load_video: bool = False):
+        """steps, step info, step index, player (seek; with ``load_video`` also the clip),
+        started, error type, comment, status line."""
         steps = view.trace["steps"]
         spans = render.step_spans(view.trace)
         label = view.mine.get(k)
         span = spans[k] if k < len(spans) else None
+        player = {"playback_position": span[0]} if span else {}
+        if load_video:
+            player["value"] = view.video
         return (
             render.steps_html(steps, k, view.mine, view.peers, spans),
             render.step_info(steps, k, label),
             k,
-            gr.update(playback_position=span[0]) if span else gr.update(),
+            gr.update(**player),
             time.time(),
             (label or {}).get("error_type") or NO_ERROR_TYPE,
             (label or {}).get("comment") or "",
@@ -442,7 +446,7 @@ class Handlers:
         self, typed: str, trace_id: str, blind: bool, request: gr.Request, profile: gr.OAuthProfile | None
     ):
         """Open a stored trace in the label view (first step I have not labeled).
-        Outputs: tabs, player, trace id, answer, status + the step outputs."""
+        Outputs: tabs, trace id, answer, status + the step outputs (the player loads the clip)."""
         view, _ = self._view(request, profile, typed, trace_id, blind)
         trace = view.trace
         first = next((s["index"] for s in trace["steps"] if s["index"] not in view.mine), 0)
@@ -453,11 +457,10 @@ class Handlers:
         status = f'<div class="status">{render.esc(source)} \u00b7 Q: {render.esc(question)}</div>'
         return (
             gr.Tabs(selected="work"),
-            view.video,
             trace["id"],
             render.answer_html(trace["answer"], trace.get("reference_answer")),
             status,
-            *self._step_outputs(view, first),
+            *self._step_outputs(view, first, load_video=True),
         )
 
     # ------------------------------------------------------------------ queue, dashboard, export

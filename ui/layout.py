@@ -122,6 +122,22 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
 
         with gr.Tabs(selected="work") as tabs:
             with gr.Tab("Analyze & label", id="work"):
+                # Created first, placed below: the examples under the player fill them.
+                question = gr.Textbox(
+                    label="Question", placeholder="Ask about the clip", visible=not label_only, render=False
+                )
+                options = gr.Textbox(
+                    label="Options (one per line; leave empty for an open question)",
+                    lines=3,
+                    visible=not label_only,
+                    render=False,
+                )
+                reference = gr.Textbox(
+                    label="Reference answer (optional: the right letter, for rollouts and the right/wrong badge)",
+                    max_lines=1,
+                    visible=not label_only,
+                    render=False,
+                )
                 with gr.Row():
                     with gr.Column(scale=2):
                         player = gr.Video(
@@ -131,6 +147,14 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                             interactive=not label_only,
                             height=300,
                         )
+                        if not label_only:
+                            gr.Examples(
+                                examples_table(),
+                                inputs=[player, question, options, reference],
+                                label="Examples (generated clips): click one, then Analyze",
+                                cache_examples=False,
+                                examples_per_page=3,
+                            )
                     with gr.Column(scale=3):
                         if label_only:
                             gr.Markdown("Open a trace from the **Queue** tab to label it.")
@@ -140,19 +164,9 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                             label="Prompt (synthdec: is the video AI-generated?)",
                             visible=not label_only,
                         )
-                        question = gr.Textbox(
-                            label="Question", placeholder="Ask about the clip", visible=not label_only
-                        )
-                        options = gr.Textbox(
-                            label="Options (one per line; leave empty for an open question)",
-                            lines=3,
-                            visible=not label_only,
-                        )
-                        reference = gr.Textbox(
-                            label="Reference answer (optional: the right letter, for rollouts and the right/wrong badge)",
-                            max_lines=1,
-                            visible=not label_only,
-                        )
+                        question.render()
+                        options.render()
+                        reference.render()
                         with gr.Accordion("Settings", open=False, visible=not label_only):
                             with gr.Row():
                                 max_new_tokens = gr.Slider(
@@ -179,13 +193,6 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                             "Analyze", variant="primary", elem_id="btn-analyze", visible=not label_only
                         )
                         status = gr.HTML(elem_id="status")
-                if not label_only:
-                    gr.Examples(
-                        examples_table(),
-                        inputs=[player, question, options, reference],
-                        label="Examples (generated clips)",
-                        cache_examples=False,
-                    )
                 gr.Markdown(shortcuts.help_markdown(), elem_id="shortcut-help")
                 with gr.Row():
                     with gr.Column(scale=3):
@@ -357,7 +364,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             )
         )
 
-        open_outputs = [tabs, player, trace_id, answer, status, *step_outputs]
+        open_outputs = [tabs, trace_id, answer, status, *step_outputs]
         then_side(
             open_btn.click(
                 h.open_trace, [annotator, open_id, blind], open_outputs, api_name="open_trace", **label_limit

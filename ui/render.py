@@ -134,7 +134,7 @@ def steps_html(
         if span:
             head.append(
                 f'<button class="seek" data-seek="{span[0]:.3f}" title="play the moment this step attends to most">'
-                f"\u23f5 {fmt_span(span)}</button>"
+                f"\u25b6 {fmt_span(span)}</button>"
             )
         if show_labels:
             head.append(label_badge(label))

@@ -30,7 +30,7 @@ PLAYER_ID = "player"
 
 def help_markdown() -> str:
     keys = " \u00b7 ".join(f"<kbd>{key}</kbd> {what}" for key, what, _ in SHORTCUTS)
-    return f"**Keys:** {keys} \u00b7 click a step to select it, click its \u23f5 span to play that moment"
+    return f"**Keys:** {keys} \u00b7 click a step to select it, click its \u25b6 span to play that moment"
 
 
 def script() -> str:
