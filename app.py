@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from annotation_db import StoreError
 from inference.errors import UserError
 
 
@@ -16,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         config = parse_config(argv)
-        from annotation_db import StoreError
         from ui.layout import build_app, launch_kwargs
         from ui.services import Studio
 

@@ -66,7 +66,7 @@ def frame_span(
     if frame + 1 < len(frame_times_s):
         end = float(frame_times_s[frame + 1])
     else:
-        end = max(float(duration_s), start + 0.5) if duration_s else start + 0.5
+        end = float(duration_s) if duration_s and duration_s > start else start + 0.5
     return start, end
 
 

@@ -124,11 +124,16 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             with gr.Tab("Analyze & label", id="work"):
                 # Created first, placed below: the examples under the player fill them.
                 question = gr.Textbox(
-                    label="Question", placeholder="Ask about the clip", visible=not label_only, render=False
+                    label="Question",
+                    placeholder="Ask about the clip",
+                    visible=not label_only,
+                    render=False,
+                    elem_id="question",
                 )
                 options = gr.Textbox(
                     label="Options (one per line; leave empty for an open question)",
                     lines=3,
+                    elem_id="options",
                     visible=not label_only,
                     render=False,
                 )

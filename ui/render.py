@@ -163,7 +163,7 @@ def answer_html(answer: Mapping[str, Any] | None, reference: str | None = None, 
     verdict = ""
     if reference and choice:
         right = choice.strip().upper() == reference.strip().upper()
-        verdict = f' <span class="badge {"right" if right else "wrong"}">{"right" if right else "wrong"} (reference {esc(reference)})</span>'
+        verdict = f' <span class="badge {"right" if right else "wrong"}">{"right" if right else "wrong"} (reference {esc(reference.strip().upper())})</span>'
     return (
         f'<div class="answer"><b>Answer</b>{f" ({esc(choice)})" if choice else ""}: '
         f"{esc(answer.get('text') or '')}{verdict}</div>"

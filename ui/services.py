@@ -14,6 +14,7 @@ startup thread or the first analysis.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import tempfile
@@ -123,9 +124,16 @@ class ModelHolder:
         """Whether the tiny demo model will be served (without loading anything)."""
         from inference.loading import resolve_device
 
-        if self.config.checkpoint == "tiny":
+        checkpoint = self.config.checkpoint
+        if checkpoint == "tiny":
             return True
-        return not self.config.checkpoint and resolve_device(self.config.device) != "cuda"
+        if checkpoint:  # a local folder says so in its config.json (inference.tiny)
+            config_file = Path(checkpoint).expanduser() / "config.json"
+            try:
+                return bool(json.loads(config_file.read_text(encoding="utf-8")).get("studio_tiny", False))
+            except (OSError, ValueError):
+                return False  # a hub id or an unreadable folder: the load will tell
+        return resolve_device(self.config.device) != "cuda"
 
     def _load(self) -> Any:
         from inference.loading import LoadSettings, load_model

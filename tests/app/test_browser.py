@@ -1,0 +1,135 @@
+"""The page in a real browser (Playwright driving Debian's headless chromium): upload and analyse
+a clip, open a stored trace, label with the keyboard, seek the player from a step, and check
+that model text is shown as text (a step reading ``<img src=x onerror=alert(1)>`` stays text).
+
+Skipped where /usr/bin/chromium is absent (``apt-get install chromium``). Set
+STUDIO_SCREENSHOTS=DIR to keep the screenshots."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import XSS, make_trace
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 120_000  # an analysis on a busy 2-core machine, the model loaded on first use
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    """A fresh tab on the app; fails the test if the page ever opens a dialog (an alert)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    tab = context.new_page()
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.set_default_timeout(30_000)
+    tab.goto(app.url, wait_until="load")
+    tab.wait_for_selector("#steps-list")
+    yield tab
+    context.close()
+    assert dialogs == [], f"the page opened a dialog: {dialogs}"
+
+
+def screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / name
+    page.screenshot(path=str(path), full_page=True)
+    keep = os.environ.get("STUDIO_SCREENSHOTS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(keep) / name)
+    return path
+
+
+def sign_in_by_name(page, name: str) -> None:
+    field = page.locator("#annotator textarea, #annotator input").first
+    field.fill(name)
+    field.press("Enter")
+    page.wait_for_selector(f"#who:has-text('Labeling as {name}')")
+
+
+def test_upload_and_analyze_shows_the_steps(page, app, clip, tmp_path):
+    page.set_input_files("#player input[type=file]", str(clip))
+    page.fill("#question textarea", "Which way does the shape move?")
+    page.fill("#options textarea", "left\nright")
+    page.click("#btn-analyze")
+    page.wait_for_selector("#steps [data-step='0']", timeout=TIMEOUT_MS)
+    page.wait_for_selector("#status:has-text('Done in')", timeout=TIMEOUT_MS)
+    trace_id = page.locator("#trace-id textarea, #trace-id input").first.input_value()
+    stored = app.studio.store.get_trace(trace_id)
+    assert page.locator("#steps .step").count() == len(stored["steps"])
+    assert page.locator("#step-0 .step-text").inner_text() == stored["steps"][0]["text"]
+    assert page.locator("#answer").inner_text().startswith("Answer")
+    assert screenshot(page, tmp_path, "analyze.png").stat().st_size > 0
+
+
+def test_model_text_is_text_and_keys_label_the_steps(page, app, clip, tmp_path):
+    texts = ["The ball enters from the left.", XSS, "The answer is A."]
+    app.studio.store.add_trace(
+        make_trace("b-keys", texts, [0.2, 0.7, 0.1], clip_path=str(clip), clip_sha="b" * 64)
+    )
+    sign_in_by_name(page, "zoe")
+    page.get_by_role("tab", name="Queue").click()
+    page.locator("#open-id textarea, #open-id input").first.fill("b-keys")
+    page.click("#btn-open")
+    page.wait_for_selector("#step-0.current")
+
+    # the step that reads like markup is shown as those characters, and makes no element
+    assert page.locator("#step-1 .step-text").inner_text() == XSS
+    assert page.locator("#steps img").count() == 0
+    assert page.locator("#shortcut-help").inner_text().startswith("Keys:")
+
+    page.locator("#step-info").click()  # focus outside the text fields
+    page.keyboard.press("r")  # reject step 1, move to step 2
+    page.wait_for_selector("#step-0.labeled-reject")
+    page.wait_for_selector("#step-1.current")
+    page.keyboard.press("k")
+    page.wait_for_selector("#step-0.current")
+    page.keyboard.press("j")
+    page.wait_for_selector("#step-1.current")
+    page.keyboard.press("a")
+    page.wait_for_selector("#step-1.labeled-accept")
+    page.wait_for_selector("#step-2.current")
+    page.keyboard.press("z")  # nothing on step 3 yet: undoes the accept of step 2
+    page.wait_for_selector("#step-1.current:not(.labeled-accept)")
+    labels = app.studio.store.labels_for_trace("b-keys", "zoe")
+    assert [(x["step_index"], x["verdict"]) for x in labels] == [(0, "reject")]
+    assert labels[0]["time_spent_s"] > 0
+
+    # a click on a step selects it; a click on its span seeks the player there
+    page.click("#step-2 .step-text")
+    page.wait_for_selector("#step-2.current")
+    page.wait_for_function(
+        "document.querySelector('#player video') && document.querySelector('#player video').readyState >= 1"
+    )
+    page.click("#step-2 button.seek")
+    page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 1.0) < 0.05")
+    assert screenshot(page, tmp_path, "label.png").stat().st_size > 0

@@ -1,0 +1,98 @@
+"""Flags, their environment variables and the defaults, read into one frozen AppConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ui.config import AppConfig, ConfigError, parse_config, read_auth_file
+
+
+def test_defaults_without_flags_or_variables():
+    assert parse_config([], {}) == AppConfig()
+
+
+def test_variables_set_what_flags_do_and_flags_win():
+    env = {
+        "STUDIO_CHECKPOINT": "/ckpt",
+        "STUDIO_QUANTIZATION": "8bit",
+        "STUDIO_DEVICE": "cpu",
+        "STUDIO_DB": "/data/a.db",
+        "STUDIO_MAX_UPLOAD_MB": "20",
+        "STUDIO_MAX_DURATION_S": "30",
+        "STUDIO_HOST": "0.0.0.0",
+        "STUDIO_PORT": "8000",
+        "STUDIO_MEDIA_PATHS": "/clips:/more",
+        "STUDIO_NO_PRELOAD": "1",
+    }
+    config = parse_config([], env)
+    assert (config.checkpoint, config.quantization, config.device, config.db) == (
+        "/ckpt",
+        "8bit",
+        "cpu",
+        "/data/a.db",
+    )
+    assert (config.max_upload_mb, config.max_duration_s, config.host, config.port) == (
+        20.0,
+        30.0,
+        "0.0.0.0",
+        8000,
+    )
+    assert config.media_paths == ("/clips", "/more") and config.preload is False
+    flags = parse_config(
+        ["--db", "b.db", "--port", "9000", "--quantization", "4bit", "--media-path", "/x"], env
+    )
+    assert (flags.db, flags.port, flags.quantization) == ("b.db", 9000, "4bit")
+    assert flags.media_paths == ("/clips", "/more", "/x")
+
+
+def test_spaces_variables():
+    config = parse_config(
+        [], {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "7861", "OAUTH_CLIENT_ID": "x"}
+    )
+    assert (config.host, config.port, config.oauth, config.auth_on) == ("0.0.0.0", 7861, True, True)
+    assert parse_config([], {"ANNOTATION_DB": "/data/s.db"}).db == "/data/s.db"
+
+
+def test_label_only_and_media_root():
+    config = parse_config(["--label-only", "--db", "/data/x/a.db"], {})
+    assert config.label_only and str(config.media_root) == "/data/x/clips"
+    assert parse_config([], {"STUDIO_LABEL_ONLY": "true"}).label_only
+    with pytest.raises(ConfigError, match="--label-only loads no model"):
+        parse_config(["--label-only", "--checkpoint", "x"], {})
+
+
+def test_auth_file(tmp_path):
+    path = tmp_path / "users"
+    path.write_text("# who may label\nalice:pa:ss\n\n bob : x\n")
+    assert read_auth_file(str(path)) == (("alice", "pa:ss"), ("bob", " x"))
+    config = parse_config(["--auth-file", str(path), "--oauth"], {})
+    assert config.auth_pairs == (("alice", "pa:ss"), ("bob", " x")) and config.auth_on
+    assert config.oauth is False  # a password file wins over OAuth
+    assert "pa:ss" not in repr(config)
+    path.write_text("alice\n")
+    with pytest.raises(ConfigError, match="line 1 is not name:password"):
+        read_auth_file(str(path))
+    path.write_text("# nobody\n")
+    with pytest.raises(ConfigError, match="holds no name:password line"):
+        read_auth_file(str(path))
+    with pytest.raises(ConfigError, match="cannot read the auth file"):
+        read_auth_file(str(tmp_path / "missing"))
+
+
+def test_bad_limits():
+    with pytest.raises(ConfigError, match="must be positive"):
+        parse_config(["--max-upload-mb", "0"], {})
+
+
+def test_config_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        AppConfig().port = 1  # type: ignore[misc]
+
+
+def test_app_exits_2_with_one_line_on_bad_configuration(tmp_path, capsys):
+    import app
+
+    assert app.main(["--auth-file", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot read the auth file")

@@ -1,0 +1,153 @@
+"""What the page shows, as pure functions: escaping, KL shading, badges, spans, tables, figures."""
+
+from __future__ import annotations
+
+import re
+
+from tests.app.conftest import XSS, make_trace
+from ui import render
+
+
+def step(index, text, **fields):
+    return {"index": index, "text": text, **fields}
+
+
+def test_model_text_comments_and_names_are_escaped_everywhere():
+    label = {"verdict": "reject", "error_type": "hallucination", "comment": XSS, "annotator": "me"}
+    peer = {"verdict": "accept", "error_type": None, "annotator": "<script>x</script>"}
+    html = render.steps_html([step(0, XSS)], 0, mine={0: label}, peers={0: [peer]})
+    assert "<img" not in html and "<script" not in html
+    assert html.count("&lt;img src=x onerror=alert(1)&gt;") == 2  # the text and the comment
+    assert "&lt;script&gt;x&lt;/script&gt;: \u2713 accept" in html
+    answer = render.answer_html({"text": XSS, "choice": "A"}, "A")
+    assert "<img" not in answer and "&lt;img" in answer
+    alternatives = render.alternatives_html(
+        [{"id": 3, "text": XSS, "source": "human", "created_by": "<b>x</b>"}]
+    )
+    assert "<img" not in alternatives and "<b>x" not in alternatives
+
+
+def test_token_shading_wraps_each_token_and_escapes_it():
+    s = step(0, "a <b>", kl_tokens=["a", " <", "b>"], token_kl=[0.0, 0.5, 1.0])
+    html = render.shaded_text(s, scale=1.0)
+    assert re.findall(r"rgba\(198,40,40,([0-9.]+)\)", html) == ["0.000", "0.300", "0.600"]
+    assert re.findall(r">([^<>]*)</span>", html) == ["a", " &lt;", "b&gt;"]
+    assert re.findall(r'title="([^"]*)"', html) == ["KL 0", "KL 0.5", "KL 1"]
+
+
+def test_token_shading_falls_back_to_plain_text_when_tokens_do_not_spell_it():
+    s = step(0, "abc <x>", kl_tokens=["ab", "x"], token_kl=[0.1, 0.2])
+    assert render.shaded_text(s, 1.0) == "abc &lt;x&gt;"
+    assert render.shaded_text(step(0, "no kl"), 1.0) == "no kl"
+
+
+def test_step_row_shows_scores_top_t_span_and_labels():
+    steps = [
+        step(0, "one", score=0.25, scores={"noise": 0.25, "mute": 0.5}, top_t=True),
+        step(1, "two", score=None),
+    ]
+    html = render.steps_html(
+        steps, 1, mine={1: {"verdict": "unsure", "error_type": "other"}}, spans=[(1.5, 2.0), None]
+    )
+    first, second = html.split('data-step="1"')
+    assert "score 0.25" in first and "noise 0.25" in first and "mute 0.5" in first
+    assert 'class="badge top-t"' in first
+    assert 'data-seek="1.500"' in first and "1.5\u20132.0 s" in first
+    assert '<span class="badge unlabeled">unlabeled</span>' in first
+    assert "step current labeled-unsure" in html
+    assert "? unsure \u00b7 other" in second and "data-seek" not in second
+
+
+def test_empty_and_streaming_lists():
+    assert "No steps yet" in render.steps_html([])
+    assert "Generating the first step" in render.steps_html([], streaming=True)
+    assert render.steps_html([step(0, "x")], streaming=True).endswith(
+        '<div class="step pending">\u2026</div></div>'
+    )
+
+
+def test_spans_come_from_the_trace_scoring():
+    trace = make_trace("t", ["a", "b", "c"])
+    assert render.step_spans(trace) == [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5)]
+    trace["scoring"] = None
+    assert render.step_spans(trace) == [None, None, None]
+
+
+def test_answer_says_right_or_wrong_against_the_reference():
+    assert 'badge right">right (reference B)' in render.answer_html({"text": "B.", "choice": "B"}, "b")
+    assert 'badge wrong">wrong (reference A)' in render.answer_html({"text": "B.", "choice": "B"}, "A")
+    assert (
+        render.answer_html({"text": "", "choice": None}) == '<div class="answer empty">No answer yet.</div>'
+    )
+
+
+def test_step_info_line():
+    steps = [step(0, "a"), step(1, "b")]
+    assert render.step_info(steps, 1, None) == "Step 2 of 2 \u00b7 not labeled by you yet"
+    label = {"verdict": "reject", "error_type": "reasoning_logic"}
+    assert render.step_info(steps, 0, label) == "Step 1 of 2 \u00b7 your label: reject (reasoning / logic)"
+
+
+def test_tables_are_whole_rows():
+    item = {
+        "trace_id": "t1",
+        "clip_name": "c.mp4",
+        "question": "Q?",
+        "n_steps": 3,
+        "max_score": 0.123456789,
+        "labeled_by_me": 1,
+        "n_annotators": 2,
+    }
+    assert render.queue_rows([item]) == [["t1", "c.mp4", "Q?", 3, 0.12346, "1/3", 2]]
+    progress = {"annotators": {"ann": {"labels": 4, "steps_labeled": 3, "traces_done": 1, "time_s": 90.0}}}
+    assert render.progress_rows(progress) == [["ann", 4, 3, 1, 1.5]]
+    stats = {"agreement": {"pairs": [{"annotators": ["a", "b"], "items": 5, "kappa": 0.41666}]}}
+    assert render.agreement_rows(stats) == [["a & b", 5, 0.417]]
+
+
+def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
+    steps = [step(0, "a", score=0.1), step(1, "b", score=0.4, top_t=True), step(2, "c", score=0.2)]
+    fig = render.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
+    bar = fig.data[0]
+    assert list(bar.x) == [1, 2, 3] and list(bar.y) == [0.1, 0.4, 0.2]
+    assert list(bar.marker.color) == ["#2e7d32", "#c62828", "#9e9e9e"]
+    assert list(bar.marker.line.color) == ["rgba(0,0,0,0)", "#000", "rgba(0,0,0,0)"]
+
+
+def test_kl_figure_has_one_line_per_scored_step_and_the_current_one_bold():
+    steps = [step(0, "a", token_kl=[0.1, 0.2]), step(1, "b"), step(2, "c", token_kl=[0.3])]
+    fig = render.kl_figure(steps, current=2)
+    assert [(t.name, list(t.x), list(t.y), t.line.width) for t in fig.data] == [
+        ("step 1", [0, 1], [0.1, 0.2], 1.5),
+        ("step 3", [2], [0.3], 4),
+    ]
+
+
+def test_calibration_figure_plots_reject_rate_per_decile():
+    stats = {
+        "calibration": {
+            "auroc": 0.75,
+            "deciles": [
+                {
+                    "decile": 1,
+                    "steps": 2,
+                    "min_score": 0.1,
+                    "max_score": 0.2,
+                    "rejects": 0,
+                    "reject_rate": 0.0,
+                },
+                {
+                    "decile": 2,
+                    "steps": 2,
+                    "min_score": 0.3,
+                    "max_score": 0.4,
+                    "rejects": 1,
+                    "reject_rate": 0.5,
+                },
+            ],
+        }
+    }
+    fig = render.calibration_figure(stats)
+    assert list(fig.data[0].y) == [0.0, 0.5]
+    assert fig.layout.title.text == "Reject rate by score decile (AUROC 0.75)"
+    assert len(render.calibration_figure({}).data) == 0
