@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from inference.prompts import build_prompt, followup_prompt_text
+from inference.prompts import PROMPTS, build_prompt, followup_prompt_text
 from inference.trace import STEP_DELIMITER, Answer, ClipInfo, Step, Trace, extract_choice
 
 IM_END_TEXT = "<|im_end|>"
@@ -50,7 +50,9 @@ class TokenPicker:
         if s.repetition_penalty != 1.0 and history:
             seen = torch.tensor(sorted(set(history)), dtype=torch.long)
             picked = logits[seen]
-            logits[seen] = torch.where(picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty)
+            logits[seen] = torch.where(
+                picked > 0, picked / s.repetition_penalty, picked * s.repetition_penalty
+            )
         if not s.do_sample:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / max(s.temperature, 1e-5), dim=-1)
@@ -183,10 +185,12 @@ class ReasoningRequest:
     prompt_kind: str = "reasoning"
     reference_answer: str | None = None
     decoding: DecodingSettings = DecodingSettings()
-    two_pass: bool = True
+    two_pass: bool | None = None  # None: as the prompt kind says (direct answers in one pass)
 
 
-def decoding_from_generation_config(settings: DecodingSettings, generation_config: dict[str, Any]) -> DecodingSettings:
+def decoding_from_generation_config(
+    settings: DecodingSettings, generation_config: dict[str, Any]
+) -> DecodingSettings:
     """The official generate() reads the checkpoint's generation_config.json: a repetition
     penalty set there changes greedy outputs too, so we honour it."""
     penalty = generation_config.get("repetition_penalty")
@@ -210,6 +214,7 @@ def stream_reasoning(
     model, tokenizer = loaded.model, loaded.tokenizer
     settings = decoding_from_generation_config(request.decoding, loaded.generation_config)
     prompt = build_prompt(tokenizer, request.prompt_kind, request.question, request.options)
+    two_pass = PROMPTS[request.prompt_kind].two_pass if request.two_pass is None else request.two_pass
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -244,7 +249,7 @@ def stream_reasoning(
     reasoning_text = tokenizer.decode(reasoning_ids)
     answer_text = ""
     t0 = time.perf_counter()
-    if request.two_pass:
+    if two_pass:
         # Official second pass: prompt + reasoning ids (+ <|im_end|> when the model stopped)
         # + the follow-up user turn. The cache already holds all but the last generated token.
         from inference.prompts import FOLLOWUP_TEXT
@@ -261,13 +266,13 @@ def stream_reasoning(
         answer_text = splitter.steps[-1].text if splitter.steps else reasoning_text
     timings["answer_s"] = time.perf_counter() - t0
     choice = extract_choice(answer_text, request.options, request.prompt_kind)
-    if choice is None and request.two_pass:
+    if choice is None and two_pass:
         choice = extract_choice(reasoning_text, request.options, request.prompt_kind)
     answer = Answer(text=answer_text, choice=choice)
     yield AnswerEvent(answer)
 
     text = prompt.text
-    if request.two_pass:
+    if two_pass:
         text = followup_prompt_text(prompt.text, reasoning_text.replace(IM_END_TEXT, ""))
     trace = Trace(
         question=request.question,
@@ -277,7 +282,7 @@ def stream_reasoning(
         prompt_kind=request.prompt_kind,
         prompt=prompt.text,
         model=loaded.describe(),
-        decoding={**asdict(settings), "two_pass": request.two_pass, "followup_prompt": text},
+        decoding={**asdict(settings), "two_pass": two_pass, "followup_prompt": text},
         steps=list(splitter.steps),
         answer=answer,
         timings={k: round(v, 4) for k, v in timings.items()},

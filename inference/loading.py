@@ -140,12 +140,25 @@ def read_non_llm_tensors(files: list[Path]) -> dict[str, Any]:
 def qwen2_config(config: dict[str, Any], attn_implementation: str):
     from transformers import Qwen2Config
 
-    keys = (
-        "vocab_size hidden_size intermediate_size num_hidden_layers num_attention_heads "
-        "num_key_value_heads hidden_act max_position_embeddings rms_norm_eps rope_theta "
-        "tie_word_embeddings attention_dropout bos_token_id eos_token_id use_sliding_window "
-        "sliding_window max_window_layers"
-    ).split()
+    keys = [
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "hidden_act",
+        "max_position_embeddings",
+        "rms_norm_eps",
+        "rope_theta",
+        "tie_word_embeddings",
+        "attention_dropout",
+        "bos_token_id",
+        "eos_token_id",
+        "use_sliding_window",
+        "sliding_window",
+        "max_window_layers",
+    ]
     qcfg = Qwen2Config(**{k: config[k] for k in keys if k in config})
     qcfg._attn_implementation = attn_implementation
     return qcfg
@@ -260,7 +273,9 @@ def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
     for key, tensor in tensors.items():
         expected_shape = model.state_dict()[key].shape
         if tuple(tensor.shape) != tuple(expected_shape):
-            raise CheckpointError(f"weight {key} has shape {tuple(tensor.shape)}, expected {tuple(expected_shape)}")
+            raise CheckpointError(
+                f"weight {key} has shape {tuple(tensor.shape)}, expected {tuple(expected_shape)}"
+            )
     model.load_state_dict(tensors, strict=False, assign=True)
     model.llm = llm
     model.to(device=device, dtype=dtype) if quant == "none" else _move_encoders(model, device, dtype)

@@ -31,7 +31,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--device", default=os.environ.get("STUDIO_DEVICE", "auto"), help="cuda, cpu or auto")
     group.add_argument("--adapter", default=os.environ.get("STUDIO_ADAPTER"), help="LoRA adapter folder")
-    group.add_argument("--vision-source", help="local folder with SigLIP's config.json (overrides the built-in)")
+    group.add_argument(
+        "--vision-source", help="local folder with SigLIP's config.json (overrides the built-in)"
+    )
     group.add_argument("--whisper-source", help="local folder with Whisper's config.json")
     group.add_argument("--qformer-source", help="local folder with the Q-Former's BERT config.json")
 
@@ -63,6 +65,8 @@ def load_from_args(args: argparse.Namespace):
         quantization=args.quantization,
         device=args.device,
         adapter=args.adapter,
-        sources=ComponentSources(vision=args.vision_source, whisper=args.whisper_source, qformer=args.qformer_source),
+        sources=ComponentSources(
+            vision=args.vision_source, whisper=args.whisper_source, qformer=args.qformer_source
+        ),
     )
     return load_model(settings)

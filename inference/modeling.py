@@ -214,7 +214,9 @@ class VideoSalmonnO1(nn.Module):
         return torch.cat([block.reshape(-1, block.shape[-1]), back.to(block.dtype)], dim=0)
 
     @torch.no_grad()
-    def encode_media(self, pixel_values: torch.Tensor, spectrogram: torch.Tensor, real_time: float) -> EncodedMedia:
+    def encode_media(
+        self, pixel_values: torch.Tensor, spectrogram: torch.Tensor, real_time: float
+    ) -> EncodedMedia:
         video = self.encode_frames(pixel_values)
         audio = self.encode_audio(spectrogram)
         block = self.interleave(video, audio, real_time)
@@ -285,7 +287,9 @@ def port_to_official_key(key: str) -> str:
             return official + key[len(port) :]
     if key.startswith("speech_Qformer."):
         rest = key[len("speech_Qformer.") :]
-        rest = rest.replace("layernorm.", "embeddings.LayerNorm.", 1) if rest.startswith("layernorm.") else rest
+        rest = (
+            rest.replace("layernorm.", "embeddings.LayerNorm.", 1) if rest.startswith("layernorm.") else rest
+        )
         rest = rest.replace("attention.attention.", "attention.self.")
         return "speech_Qformer.bert." + rest
     return key

@@ -13,7 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--audio", help="a separate audio file instead of the clip's own track (16 kHz WAV)")
     parser.add_argument("--question", default="", help="the question (omit for --prompt synthdec)")
     parser.add_argument("--options", nargs="*", default=None, help="answer options, in order (A, B, ...)")
-    parser.add_argument("--reference", help="the correct answer (option letter or YES/NO), stored on the trace")
+    parser.add_argument(
+        "--reference", help="the correct answer (option letter or YES/NO), stored on the trace"
+    )
     parser.add_argument("--prompt", choices=["reasoning", "direct", "synthdec"], default="reasoning")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--sample", action="store_true", help="sample (top-p) instead of greedy decoding")
@@ -24,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--perturb", default="noise", help="comma-separated: noise,mute,shuffle")
     parser.add_argument("--top-t", type=int, default=3, help="flag this many highest-scoring steps")
     parser.add_argument("--max-duration-s", type=float, default=600.0)
-    parser.add_argument("--json", action="store_true", help="print the Trace as JSON (default: readable text)")
+    parser.add_argument(
+        "--json", action="store_true", help="print the Trace as JSON (default: readable text)"
+    )
     parser.add_argument("--out", help="also write the Trace JSON to this file")
     add_model_arguments(parser)
 

@@ -86,7 +86,9 @@ def test_continuation_logits_and_logprobs(official_model, encoded, golden, refer
     torch.testing.assert_close(logits, golden("continuation_logits"), atol=1e-3, rtol=0)
     targets = torch.tensor(reference["continuation_ids"])
     logprobs = torch.log_softmax(logits, -1)[torch.arange(20), targets]
-    torch.testing.assert_close(logprobs, torch.tensor(reference["continuation_token_logprobs"]), atol=5e-4, rtol=0)
+    torch.testing.assert_close(
+        logprobs, torch.tensor(reference["continuation_token_logprobs"]), atol=5e-4, rtol=0
+    )
 
 
 def test_placeholder_count_mismatch_raises(official_model, encoded, golden):

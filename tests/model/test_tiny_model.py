@@ -156,7 +156,12 @@ def test_lora_adapter_on_top_changes_the_logits(tiny_checkpoint, tiny_model, tmp
     lora.save_pretrained(tmp_path / "adapter")
 
     adapted = load_model(
-        LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none", adapter=str(tmp_path / "adapter"))
+        LoadSettings(
+            checkpoint=str(tiny_checkpoint),
+            device="cpu",
+            quantization="none",
+            adapter=str(tmp_path / "adapter"),
+        )
     )
     ids = torch.tensor([[151644, 872, 198, 3838, 374]])
     with torch.no_grad():
@@ -209,8 +214,18 @@ def test_same_seed_same_sampled_trace(tiny_model, example_clips):
 def test_run_command_on_a_generated_clip(tiny_checkpoint, example_clips):
     clip = example_clips["blue_square_beeps.mp4"]
     result = run_cli(
-        "run", "--video", str(clip), "--question", "How many beeps?", "--options", "3", "5", "7",
-        "--checkpoint", str(tiny_checkpoint), "--json",
+        "run",
+        "--video",
+        str(clip),
+        "--question",
+        "How many beeps?",
+        "--options",
+        "3",
+        "5",
+        "7",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--json",
     )
     assert result.returncode == 0, result.stderr
     trace = json.loads(result.stdout)
@@ -220,7 +235,9 @@ def test_run_command_on_a_generated_clip(tiny_checkpoint, example_clips):
 
 def test_run_command_without_checkpoint_uses_tiny_model_and_says_so(tiny_checkpoint, example_clips):
     env = {"STUDIO_CACHE": str(tiny_checkpoint.parent), "CUDA_VISIBLE_DEVICES": ""}
-    result = run_cli("run", "--video", str(example_clips["silent_shapes.mp4"]), "--question", "What?", env=env)
+    result = run_cli(
+        "run", "--video", str(example_clips["silent_shapes.mp4"]), "--question", "What?", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert "tiny demo model" in result.stderr
     assert result.stdout.startswith("Q: What?")
@@ -238,7 +255,9 @@ def test_run_command_bad_input_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("name", ["standup_1.mp4", "synth_1.mp4"])
 def test_run_command_on_real_clips(shared_clips, tiny_checkpoint, name):
     entry = next(
-        json.loads(line) for line in (shared_clips / "manifest.jsonl").read_text().splitlines() if name in line
+        json.loads(line)
+        for line in (shared_clips / "manifest.jsonl").read_text().splitlines()
+        if name in line
     )
     args = ["run", "--video", str(shared_clips / name), "--checkpoint", str(tiny_checkpoint), "--json"]
     if entry["options"]:
