@@ -310,7 +310,7 @@ def _move_encoders(model, device: str, dtype) -> None:
     for name, child in model.named_children():
         if name != "llm":
             child.to(device=device, dtype=dtype)
-    for name, param in model.named_parameters(recurse=False):
+    for param in model.parameters(recurse=False):
         param.data = param.data.to(device=device, dtype=dtype)
     model.segment_table = model.segment_table.to(device)
 
