@@ -9,15 +9,17 @@ Clips: the 30 s and 70 s real clips of ../shared/clips (skipped where absent), a
 ones (bench/out/, written on first use: 1280x720, 30 fps, x264 superfast with B-frames and its
 default 250-frame GOP, textured background, moving shapes, AAC chirp): 30 s and 10 minutes.
 
-Modes, each in a fresh process (so peak memory is its own) after a warm-up on a tiny clip that
-pays the one-time costs (imports, building the Whisper feature extractor):
+Modes, each run in fresh processes after a warm-up on a tiny clip that pays the one-time costs
+(imports, building the Whisper feature extractor):
 - ``ours``: ``inference.media.load_media`` with default options (all of pixel values, log-mel,
   ClipInfo with its sha256);
 - ``plain``: one sequential decode of every video frame, nothing else (FFmpeg threads on);
 - ``naive``: decode every frame to RGB24 and keep them all, then take the sampled ones, resize
   and normalise (same audio path as ours). Stopped once it holds ``--naive-cap-gb``.
-Peak memory is the process's peak RSS above its RSS after the warm-up (Linux clear_refs).
-Times are the best of ``--repeat`` runs (the machine may be shared; its load average is shown).
+Times: ours, plain (and the ablations) take turns in one process, ``--repeat`` rounds, best of
+each; the CPU seconds (all threads) beside the wall times depend less on other load, which
+matters on a shared machine (its load average is printed). Peak memory: one run in a process of
+its own, peak RSS above the RSS after the warm-up (Linux clear_refs).
 """
 
 from __future__ import annotations
@@ -146,35 +148,68 @@ def mode_naive(path: Path, cap_gb: float) -> dict:
     return {"decoded": len(frames)}
 
 
-def child(mode: str, path: Path, repeat: int, cap_gb: float, option: str | None) -> dict:
+ABLATIONS = ("threads=1", "skip_nonref=false", "seek=false", "convert_threads=0")
+
+
+def decode_options(option: str | None):
     from dataclasses import replace
 
-    from examples.synth import write_clip
-    from inference.media import DecodeOptions, load_media
+    from inference.media import DecodeOptions
 
-    with tempfile.TemporaryDirectory() as tmp:  # warm-up: imports, Whisper extractor, codecs
-        load_media(write_clip(Path(tmp) / "warm.mp4", seconds=1, fps=10, size=(160, 96)))
     options = DecodeOptions()
     if option:
         key, value = option.split("=")
         options = replace(options, **{key: type(getattr(options, key))(json.loads(value))})
+    return options
+
+
+def warm_up() -> None:
+    """Imports, the Whisper feature extractor, codec tables: costs paid once per process."""
+    from examples.synth import write_clip
+    from inference.media import load_media
+
+    with tempfile.TemporaryDirectory() as tmp:
+        load_media(write_clip(Path(tmp) / "warm.mp4", seconds=1, fps=10, size=(160, 96)))
+
+
+def child_timing(path: Path, repeat: int, variants: list[str]) -> dict:
+    """Round robin over the variants, ``repeat`` rounds: load on a shared machine comes and goes,
+    so each variant sees the same conditions. Best wall and CPU seconds of each."""
+    warm_up()
+    results: dict[str, dict] = {v: {"wall": [], "cpu": []} for v in variants}
+    for _ in range(repeat):
+        for variant in variants:
+            start, start_cpu = time.perf_counter(), time.process_time()
+            if variant == "plain":
+                detail = mode_plain(path)
+            else:
+                detail = mode_ours(path, decode_options(variant.partition(":")[2] or None))
+            results[variant]["wall"].append(time.perf_counter() - start)
+            results[variant]["cpu"].append(time.process_time() - start_cpu)
+            results[variant]["detail"] = detail
+    return {
+        v: {
+            "best_s": round(min(r["wall"]), 3),
+            "cpu_s": round(min(r["cpu"]), 3),
+            "runs_s": [round(t, 2) for t in r["wall"]],
+            **r["detail"],
+        }
+        for v, r in results.items()
+    }
+
+
+def child_memory(mode: str, path: Path, cap_gb: float) -> dict:
+    """One run in a process of its own: peak RSS above the RSS after the warm-up."""
+    warm_up()
     base = rss_mb("VmRSS")
     reset_peak()
-    times, detail = [], {}
-    for _ in range(repeat if mode != "naive" else 1):
-        start = time.perf_counter()
-        if mode == "ours":
-            detail = mode_ours(path, options)
-        elif mode == "plain":
-            detail = mode_plain(path)
-        else:
-            detail = mode_naive(path, cap_gb)
-        times.append(time.perf_counter() - start)
-    peak = rss_mb("VmHWM")
+    start, start_cpu = time.perf_counter(), time.process_time()
+    detail = mode_ours(path, decode_options(None)) if mode == "ours" else mode_naive(path, cap_gb)
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     return {
-        "best_s": round(min(times), 3),
-        "runs_s": [round(t, 3) for t in times],
-        "peak_mb": round(peak - base, 1),
+        "best_s": round(wall, 3),
+        "cpu_s": round(cpu, 3),
+        "peak_mb": round(rss_mb("VmHWM") - base, 1),
         "base_mb": round(base, 1),
         **detail,
     }
@@ -183,23 +218,13 @@ def child(mode: str, path: Path, repeat: int, cap_gb: float, option: str | None)
 # --- orchestration -------------------------------------------------------------------------------
 
 
-def measure(mode: str, path: Path, args, option: str | None = None) -> dict:
-    cmd = [
-        sys.executable,
-        __file__,
-        "--child",
-        mode,
-        str(path),
-        "--repeat",
-        str(args.repeat),
-        "--naive-cap-gb",
-        str(args.naive_cap_gb),
-    ] + (["--option", option] if option else [])
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=3600)
+def run_child(*args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=REPO, timeout=3600
+    )
     if done.returncode != 0:
-        return {
-            "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"rc {done.returncode}"
-        }
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"rc {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -246,46 +271,56 @@ def fmt_naive(result: dict) -> tuple[str, str]:
             f"stopped at {result['aborted_at_frames']}/{result['of_frames']} frames",
             f"> {result['peak_mb']:.0f} (needs ~{result['projected_gb']} GB)",
         )
-    return f"{result['best_s']:.2f}", f"{result['peak_mb']:.0f}"
+    return f"{result['best_s']:.2f} ({result['cpu_s']:.2f})", f"{result['peak_mb']:.0f}"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--ablate", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--naive-cap-gb", type=float, default=6.0)
-    parser.add_argument("--child", nargs=2, metavar=("MODE", "CLIP"), help=argparse.SUPPRESS)
-    parser.add_argument("--option", help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        mode, path = args.child
-        print(json.dumps(child(mode, Path(path), args.repeat, args.naive_cap_gb, args.option)))
+        kind, path, *rest = args.child
+        if kind == "timing":
+            result = child_timing(Path(path), args.repeat, rest)
+        else:
+            result = child_memory(kind, Path(path), args.naive_cap_gb)
+        print(json.dumps(result))
         return 0
 
     clips = clip_list(args.quick)
-    load_before = os.getloadavg()
-    print(f"Machine: {machine()}. Load average at start {load_before[0]:.1f}.\n")
+    print(f"Machine: {machine()}. Load average at start {os.getloadavg()[0]:.1f}.\n")
+    variants = ["plain", "ours"] + ([f"ours:{a}" for a in ABLATIONS] if args.ablate else [])
     rows, details = [], []
     for label, path in clips:
-        ours = measure("ours", path, args)
-        plain = measure("plain", path, args)
-        naive = measure("naive", path, args)
+        timing = run_child("timing", str(path), *variants, "--repeat", str(args.repeat))
+        memory = run_child("ours", str(path))
+        naive = run_child("naive", str(path), "--naive-cap-gb", str(args.naive_cap_gb))
+        if "error" in timing:
+            rows.append(f"| {label} | error: {timing['error']} | | | | |")
+            continue
+        ours, plain = timing["ours"], timing["plain"]
         naive_time, naive_mem = fmt_naive(naive)
         rows.append(
-            f"| {label}: {describe_clip(path)} | {ours.get('best_s', '?')} | "
-            f"{ours.get('peak_mb', '?')} | {plain.get('best_s', '?')} | {naive_time} | {naive_mem} |"
+            f"| {label}: {describe_clip(path)} | {ours['best_s']:.2f} ({ours['cpu_s']:.2f}) | "
+            f"{memory.get('peak_mb', '?')} | {plain['best_s']:.2f} ({plain['cpu_s']:.2f}) | "
+            f"{naive_time} | {naive_mem} |"
         )
         details.append(f"- {label}: ours {json.dumps(ours)}; plain {json.dumps(plain)}")
-        if args.ablate:
-            for option in ("threads=1", "skip_nonref=false", "seek=false", "convert_threads=0"):
-                result = measure("ours", path, args, option)
-                details.append(
-                    f"  - ours with {option}: {result.get('best_s')} s, "
-                    f"peak +{result.get('peak_mb')} MB, {result.get('stats')}"
-                )
+        for variant in variants[2:]:
+            r = timing[variant]
+            details.append(
+                f"  - ours with {variant.partition(':')[2]}: {r['best_s']:.2f} s "
+                f"({r['cpu_s']:.2f} CPU s), {r['stats']}"
+            )
         print(rows[-1], file=sys.stderr, flush=True)
-    print("| clip | ours (s) | ours peak (MB) | plain decode (s) | naive (s) | naive peak (MB) |")
+    print(
+        "| clip | ours: wall s (CPU s) | ours: peak MB | plain decode: wall s (CPU s) | "
+        "naive: wall s (CPU s) | naive: peak MB |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     print("\n".join(rows))
     print()
