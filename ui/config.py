@@ -31,6 +31,9 @@ class AppConfig:
     adapter: str | None = None
     label_only: bool = False  # serve stored traces for labeling, load no model at all
     preload: bool = True  # load the model in a background thread at startup, not on first click
+    # CPU threads for the model when it runs on the CPU: -1 = all cores but one (the page keeps a
+    # core, so labels do not wait while an analysis computes), 0 = torch's default, n = n.
+    torch_threads: int = -1
     # --- data ----------------------------------------------------------------------------------
     db: str = "data/annotations.db"  # /data/ is git-ignored; on Spaces point it at /data (persistent)
     media_dir: str | None = None  # analysed clips are kept here by content hash; None: <db dir>/clips
@@ -100,6 +103,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         action="store_false",
         default=not _flag_bool(env("STUDIO_NO_PRELOAD")),
         help="load the model on the first analysis instead of at startup (env STUDIO_NO_PRELOAD=1)",
+    )
+    model.add_argument(
+        "--torch-threads",
+        type=int,
+        default=int(env("STUDIO_TORCH_THREADS", AppConfig.torch_threads)),
+        help="CPU threads for a model on the CPU: -1 = all cores but one (default), 0 = torch's "
+        "default (env STUDIO_TORCH_THREADS)",
     )
     data = parser.add_argument_group("data")
     data.add_argument(
@@ -197,6 +207,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         adapter=args.adapter,
         label_only=args.label_only,
         preload=args.preload,
+        torch_threads=args.torch_threads,
         db=args.db,
         media_dir=args.media_dir,
         media_paths=tuple(args.media_path),

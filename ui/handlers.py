@@ -12,6 +12,7 @@ the app keeps serving.
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -247,7 +248,7 @@ class Handlers:
             render.answer_html(stored["answer"], stored.get("reference_answer")),
             render.step_info(stored["steps"], 0, None) if stored["steps"] else "The model gave no steps.",
             render.scores_figure(stored["steps"]),
-            render.kl_figure(stored["steps"], 0),
+            render.kl_figure(stored["steps"]),
             time.time(),
         )
 
@@ -417,6 +418,30 @@ class Handlers:
             return self._step_outputs(view, target, f"Undone on step {target + 1}: {now}")
         raise AppError("nothing to undo")
 
+    def _side(self, annotator: str | None, trace_id: str, step_index: Any, blind: bool):
+        view = self.studio.view(trace_id, annotator, blind)
+        k = _clamp(step_index, view)
+        alts = [a for a in view.trace["alternatives"] if a["step_index"] == k]
+        return view, render.alternatives_html(alts, view.preferences), alts
+
+    @shown_errors
+    def alternatives_panel(
+        self,
+        typed: str,
+        trace_id: str,
+        step_index: float,
+        blind: bool,
+        request: gr.Request,
+        profile: gr.OAuthProfile | None,
+    ):
+        """The current step's alternatives (after every move to another step).
+        Outputs: alternatives HTML, alternative choices."""
+        if not (trace_id or "").strip():
+            return render.alternatives_html([]), gr.update(choices=[], value=None)
+        annotator = self._maybe_annotator(request, profile, typed)
+        _, html, alts = self._side(annotator, trace_id, step_index, blind)
+        return html, gr.update(choices=render.alternative_choices(alts), value=None)
+
     @shown_errors
     def side_panels(
         self,
@@ -427,18 +452,22 @@ class Handlers:
         request: gr.Request,
         profile: gr.OAuthProfile | None,
     ):
-        """Charts and the current step's alternatives (refreshed after every navigation/label).
-        Outputs: scores figure, token KL figure, alternatives HTML, alternative choices."""
+        """The score chart (coloured by my labels) and the current step's alternatives (after
+        every label and undo). Outputs: scores figure, alternatives HTML, alternative choices."""
         if not (trace_id or "").strip():
-            return gr.update(), gr.update(), render.alternatives_html([]), gr.update(choices=[], value=None)
-        view, _ = self._view(request, profile, typed, trace_id, blind)
-        k = _clamp(step_index, view)
-        alts = [a for a in view.trace["alternatives"] if a["step_index"] == k]
-        return (
-            render.scores_figure(view.trace["steps"], view.mine),
-            render.kl_figure(view.trace["steps"], k),
-            render.alternatives_html(alts, view.preferences),
-            gr.update(choices=render.alternative_choices(alts), value=None),
+            return gr.update(), render.alternatives_html([]), gr.update(choices=[], value=None)
+        annotator = self._maybe_annotator(request, profile, typed)
+        view, html, alts = self._side(annotator, trace_id, step_index, blind)
+        scores = render.scores_figure(view.trace["steps"], view.mine)
+        return scores, html, gr.update(choices=render.alternative_choices(alts), value=None)
+
+    @shown_errors
+    def side_panels_api(self, annotator: str, trace_id: str, step_index: int, blind: bool) -> str:
+        """What ``side_panels`` computes, as JSON (the score figure and the alternatives), for
+        clients that replay what the page asks for after each label (bench/app.py)."""
+        view, html, _ = self._side(annotator or None, trace_id, step_index, blind)
+        return json.dumps(
+            {"scores": render.scores_figure(view.trace["steps"], view.mine).to_json(), "alternatives": html}
         )
 
     @shown_errors
@@ -446,7 +475,8 @@ class Handlers:
         self, typed: str, trace_id: str, blind: bool, request: gr.Request, profile: gr.OAuthProfile | None
     ):
         """Open a stored trace in the label view (first step I have not labeled).
-        Outputs: tabs, trace id, answer, status + the step outputs (the player loads the clip)."""
+        Outputs: tabs, trace id, answer, status, scores, token KL + the step outputs (the player
+        loads the clip)."""
         view, _ = self._view(request, profile, typed, trace_id, blind)
         trace = view.trace
         first = next((s["index"] for s in trace["steps"] if s["index"] not in view.mine), 0)
@@ -460,6 +490,8 @@ class Handlers:
             trace["id"],
             render.answer_html(trace["answer"], trace.get("reference_answer")),
             status,
+            render.scores_figure(trace["steps"], view.mine),
+            render.kl_figure(trace["steps"]),
             *self._step_outputs(view, first, load_video=True),
         )
 

@@ -4,7 +4,7 @@ Tabs: "Analyze & label" (clip, question, settings, the streamed steps and the la
 "Queue" (stored traces by highest step score), "Dashboard" (counts, agreement, calibration) and
 "Export". Handlers live in ``ui.handlers``; this module only places components and connects
 them. API names (for ``gradio_client``): analyze, show_step, next_step, prev_step, accept,
-reject, unsure, undo, side_panels, open_trace, queue, dashboard, export, alternatives, prefer,
+reject, unsure, undo, side_panels (undocumented), open_trace, queue, dashboard, export, alternatives, prefer,
 prefer_original, correct, rollouts.
 
 Queueing: model events (analyze, alternatives, rollouts) share the concurrency group "gpu"
@@ -15,6 +15,7 @@ labels never wait behind an analysis.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,18 @@ def examples_table() -> list[list[Any]]:
     ]
 
 
+# Gradio's queue rebuilds a pandas summary of every recorded event (up to 10,000) after each
+# event, for its optional monitoring page (gradio/queueing.py, compute_analytics_summary): on
+# the bench VM that was ~10 ms of CPU per label and grew with the number of labels. Summarise
+# every 1,000 events over the last 1,000 instead (only the monitoring page reads it). Read by
+# gradio's Queue when the Blocks are created; a value set in the environment wins.
+GRADIO_QUEUE_ENV = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "1000"}
+
+
 def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
     """The Blocks (not launched). ``launch_kwargs(config, studio)`` gives what launch() needs."""
+    for name, value in GRADIO_QUEUE_ENV.items():
+        os.environ.setdefault(name, value)
     h = Handlers(studio, config)
     label_only = config.label_only
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
@@ -307,7 +318,14 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
         who_inputs = [annotator]
         nav_inputs = [annotator, trace_id, step_index, blind]
         step_outputs = [steps, step_info, step_index, player, started, error_type, comment, label_status]
-        side_outputs = [scores_plot, kl_plot, alternatives_view, alternative]
+        # What follows a step change (its alternatives) and a label (the score chart coloured by
+        # label too) comes as a second event, so that the step list itself returns at once.
+        alt_panel_outputs = [alternatives_view, alternative]
+        side_outputs = [scores_plot, alternatives_view, alternative]
+
+        # Registered first, so that it keeps its name (chained copies are side_panels_1, ...):
+        # the side panels as one undocumented API call, for benchmarks that replay the page.
+        gr.api(h.side_panels_api, api_name="side_panels", api_visibility="undocumented", **label_limit)
 
         demo.load(h.on_load, [saved_name], [annotator, who], api_visibility="private")
         annotator.blur(h.remember_name, who_inputs, [saved_name, who], api_visibility="private")
@@ -338,19 +356,32 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                 api_name="analyze",
                 show_progress="minimal",
                 **GPU,
-            ).then(h.side_panels, nav_inputs, side_outputs, api_visibility="private", **label_limit)
+            ).then(
+                h.alternatives_panel, nav_inputs, alt_panel_outputs, api_visibility="private", **label_limit
+            )
+
+        def then_alternatives(event):
+            return event.then(
+                h.alternatives_panel, nav_inputs, alt_panel_outputs, api_visibility="private", **label_limit
+            )
 
         def then_side(event):
             return event.then(
                 h.side_panels, nav_inputs, side_outputs, api_visibility="private", **label_limit
             )
 
-        then_side(go_btn.click(h.show_step, nav_inputs, step_outputs, api_name="show_step", **label_limit))
-        then_side(
+        then_alternatives(
+            go_btn.click(h.show_step, nav_inputs, step_outputs, api_name="show_step", **label_limit)
+        )
+        then_alternatives(
             step_index.submit(h.show_step, nav_inputs, step_outputs, api_visibility="private", **label_limit)
         )
-        then_side(next_btn.click(h.next_step, nav_inputs, step_outputs, api_name="next_step", **label_limit))
-        then_side(prev_btn.click(h.prev_step, nav_inputs, step_outputs, api_name="prev_step", **label_limit))
+        then_alternatives(
+            next_btn.click(h.next_step, nav_inputs, step_outputs, api_name="next_step", **label_limit)
+        )
+        then_alternatives(
+            prev_btn.click(h.prev_step, nav_inputs, step_outputs, api_name="prev_step", **label_limit)
+        )
         label_inputs = [annotator, trace_id, step_index, error_type, comment, blind, started]
         for button, handler in ((accept_btn, h.accept), (reject_btn, h.reject), (unsure_btn, h.unsure)):
             then_side(
@@ -369,13 +400,13 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             )
         )
 
-        open_outputs = [tabs, trace_id, answer, status, *step_outputs]
-        then_side(
+        open_outputs = [tabs, trace_id, answer, status, scores_plot, kl_plot, *step_outputs]
+        then_alternatives(
             open_btn.click(
                 h.open_trace, [annotator, open_id, blind], open_outputs, api_name="open_trace", **label_limit
             )
         )
-        then_side(
+        then_alternatives(
             queue_table.select(h.queue_pick, None, [open_id], api_visibility="private").then(
                 h.open_trace,
                 [annotator, open_id, blind],

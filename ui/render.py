@@ -24,6 +24,7 @@ ERROR_TYPE_NAMES = {
     "other": "other",
 }
 DOT = " \u00b7 "
+STEP_COLOURS = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#ad1457", "#5d4037", "#9e9d24")
 KL_SHADE = (198, 40, 40)  # red: the more a token changes under the perturbation, the redder
 
 
@@ -227,18 +228,30 @@ def alternative_choices(alternatives: Sequence[Mapping[str, Any]]) -> list[tuple
 # ---- figures ------------------------------------------------------------------------------------
 
 
-def _figure(title: str):
+# Figures are built from plain dicts with a fixed light style: a named plotly template costs
+# ~25 ms per figure to resolve, which a label round trip should not pay.
+_AXIS = {"gridcolor": "#e5e5e5", "zerolinecolor": "#bdbdbd"}
+
+
+def _figure(title: str, data: list[dict], note: str = "", **layout: Any):
     import plotly.graph_objects as go
 
-    fig = go.Figure()
-    fig.update_layout(
-        title={"text": title, "font": {"size": 14}},
-        height=260,
-        margin={"l": 40, "r": 10, "t": 40, "b": 35},
-        template="plotly_white",
-        legend={"orientation": "h", "y": -0.25},
-    )
-    return fig
+    base = {
+        "title": {"text": title, "font": {"size": 14}},
+        "height": 260,
+        "margin": {"l": 45, "r": 10, "t": 40, "b": 40},
+        "plot_bgcolor": "white",
+        "paper_bgcolor": "white",
+        "showlegend": len(data) > 1,
+        "legend": {"orientation": "h", "y": -0.3},
+    }
+    if note:
+        base["annotations"] = [
+            {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}
+        ]
+    for axis in ("xaxis", "yaxis"):
+        layout[axis] = {**_AXIS, **layout.get(axis, {})}
+    return go.Figure({"data": data, "layout": {**base, **layout}})
 
 
 def _hover(text: str, limit: int = 90) -> str:
@@ -249,112 +262,114 @@ def _hover(text: str, limit: int = 90) -> str:
 def scores_figure(steps: Sequence[Mapping[str, Any]], mine: Mapping[int, Mapping[str, Any]] | None = None):
     """Bars: each step's contrastive score, coloured by my label; top-T bars outlined; other
     perturbations' scores as markers."""
-    import plotly.graph_objects as go
-
     mine = mine or {}
-    fig = _figure("Step scores (colour: your label)")
+    title = "Step scores (colour: your label)"
     scored = [s for s in steps if s.get("score") is not None]
     if not scored:
-        fig.add_annotation(text="no scores (analysis without perturbations, or imported)", showarrow=False)
-        return fig
+        return _figure(title, [], "no scores (analysis without perturbations, or imported)")
     x = [int(s["index"]) + 1 for s in scored]
     verdicts = [(mine.get(int(s["index"])) or {}).get("verdict") for s in scored]
-    fig.add_trace(
-        go.Bar(
-            x=x,
-            y=[s["score"] for s in scored],
-            marker={
+    data = [
+        {
+            "type": "bar",
+            "x": x,
+            "y": [s["score"] for s in scored],
+            "marker": {
                 "color": [VERDICT_COLOURS.get(v, UNLABELED_COLOUR) for v in verdicts],
                 "line": {
                     "color": ["#000" if s.get("top_t") else "rgba(0,0,0,0)" for s in scored],
                     "width": 2,
                 },
             },
-            hovertext=[
+            "hovertext": [
                 f"{_hover(s['text'])}<br>{v or 'unlabeled'}" for s, v in zip(scored, verdicts, strict=True)
             ],
-            hoverinfo="x+y+text",
-            name="score",
-        )
-    )
+            "hoverinfo": "x+y+text",
+            "name": "score",
+        }
+    ]
     names = sorted({n for s in scored for n in (s.get("scores") or {})})
     for name in names if len(names) > 1 else []:  # one perturbation: the bars say it all
-        fig.add_trace(
-            go.Scatter(
-                x=x,
-                y=[(s.get("scores") or {}).get(name) for s in scored],
-                mode="markers",
-                name=name,
-                marker={"size": 8, "symbol": "diamond"},
-            )
+        data.append(
+            {
+                "type": "scatter",
+                "x": x,
+                "y": [(s.get("scores") or {}).get(name) for s in scored],
+                "mode": "markers",
+                "name": name,
+                "marker": {"size": 8, "symbol": "diamond"},
+            }
         )
-    fig.update_xaxes(title="step", dtick=1)
-    fig.update_yaxes(title="mean token KL")
-    return fig
+    return _figure(
+        title, data, xaxis={"title": {"text": "step"}, "dtick": 1}, yaxis={"title": {"text": "mean token KL"}}
+    )
 
 
 def kl_figure(steps: Sequence[Mapping[str, Any]], current: int | None = None):
-    """The per-token KL along the whole reasoning, one line per step; the current step bold."""
-    import plotly.graph_objects as go
-
-    fig = _figure("Per-token KL")
-    offset = 0
-    drawn = False
+    """The per-token KL along the whole reasoning: one line, markers coloured by step (the
+    current step's markers larger), each token's text on hover."""
+    x, y, hover, colour, size = [], [], [], [], []
     for step in steps:
         kls = step.get("token_kl") or []
-        if not kls:
-            continue
         pieces = step.get("kl_tokens") or [""] * len(kls)
         k = int(step["index"])
-        fig.add_trace(
-            go.Scatter(
-                x=list(range(offset, offset + len(kls))),
-                y=kls,
-                mode="lines+markers",
-                name=f"step {k + 1}",
-                line={"width": 4 if k == current else 1.5},
-                marker={"size": 6 if k == current else 3},
-                hovertext=[esc(p) for p in pieces],
-                hoverinfo="y+text+name",
-            )
-        )
-        offset += len(kls)
-        drawn = True
-    if not drawn:
-        fig.add_annotation(text="no token KL (not scored)", showarrow=False)
-    fig.update_xaxes(title="token")
-    fig.update_yaxes(title="KL")
-    return fig
+        for piece, value in zip(pieces, kls, strict=False):
+            x.append(len(x))
+            y.append(value)
+            hover.append(f"step {k + 1}: {esc(piece)}")
+            colour.append(STEP_COLOURS[k % len(STEP_COLOURS)])
+            size.append(9 if k == current else 5)
+    if not x:
+        return _figure("Per-token KL", [], "no token KL (not scored)")
+    data = [
+        {
+            "type": "scatter",
+            "x": x,
+            "y": y,
+            "mode": "lines+markers",
+            "line": {"color": "#9e9e9e", "width": 1},
+            "marker": {"color": colour, "size": size},
+            "hovertext": hover,
+            "hoverinfo": "y+text",
+            "name": "token KL",
+        }
+    ]
+    return _figure(
+        "Per-token KL (colour: step)",
+        data,
+        xaxis={"title": {"text": "token"}},
+        yaxis={"title": {"text": "KL"}},
+    )
 
 
 def calibration_figure(stats: Mapping[str, Any]):
     """Reject rate per score decile: a useful score rises from left to right."""
-    import plotly.graph_objects as go
-
     calibration = stats.get("calibration") or {}
     auroc = calibration.get("auroc")
     title = "Reject rate by score decile" + (f" (AUROC {auroc:.2f})" if auroc is not None else "")
-    fig = _figure(title)
     deciles = calibration.get("deciles") or []
     if not deciles:
-        fig.add_annotation(text="no scored steps with a majority verdict yet", showarrow=False)
-        return fig
-    fig.add_trace(
-        go.Bar(
-            x=[f"{d['decile']}" for d in deciles],
-            y=[d["reject_rate"] for d in deciles],
-            hovertext=[
+        return _figure(title, [], "no scored steps with a majority verdict yet")
+    data = [
+        {
+            "type": "bar",
+            "x": [str(d["decile"]) for d in deciles],
+            "y": [d["reject_rate"] for d in deciles],
+            "hovertext": [
                 f"scores {d['min_score']:.3g}\u2013{d['max_score']:.3g}<br>{d['rejects']} of {d['steps']} rejected"
                 for d in deciles
             ],
-            hoverinfo="y+text",
-            marker={"color": VERDICT_COLOURS["reject"]},
-            name="reject rate",
-        )
+            "hoverinfo": "y+text",
+            "marker": {"color": VERDICT_COLOURS["reject"]},
+            "name": "reject rate",
+        }
+    ]
+    return _figure(
+        title,
+        data,
+        xaxis={"title": {"text": "score decile (1 = lowest scores)"}},
+        yaxis={"title": {"text": "reject rate"}, "range": [0, 1]},
     )
-    fig.update_xaxes(title="score decile (1 = lowest scores)")
-    fig.update_yaxes(title="reject rate", range=[0, 1])
-    return fig
 
 
 # ---- tables (Gradio shows Dataframe cells as text) ---------------------------------------------

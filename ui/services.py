@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -140,6 +141,7 @@ class ModelHolder:
         from inference.model_args import choose_checkpoint
 
         checkpoint = choose_checkpoint(self.config.checkpoint, self.config.device, log=log.info)
+        set_cpu_threads(self.config)
         settings = LoadSettings(
             checkpoint=checkpoint,
             revision=self.config.revision,
@@ -184,6 +186,20 @@ class ModelHolder:
     @property
     def loaded(self) -> Any:
         return self._loaded
+
+
+def set_cpu_threads(config: AppConfig) -> int | None:
+    """Torch's CPU threads for a model on the CPU (``AppConfig.torch_threads``); returns the
+    number set, or None when left alone (a GPU model, or 0)."""
+    import torch
+
+    from inference.loading import resolve_device
+
+    if config.torch_threads == 0 or resolve_device(config.device) != "cpu":
+        return None
+    threads = config.torch_threads if config.torch_threads > 0 else max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 class MediaCache:

@@ -56,6 +56,7 @@ def base_config(tmp: Path, **changes):
         media_dir=str(tmp / "clips"),
         port=free_port(),
         preload=False,
+        torch_threads=0,  # leave torch's threads alone for the rest of the test session
         max_upload_mb=50,
         max_duration_s=120,
     )

@@ -169,11 +169,11 @@ def test_queue_is_ordered_by_highest_step_score_and_filters_mine(app, imported):
 def test_open_trace_shows_model_text_escaped(app, imported):
     client = app.client()
     out = client.predict("dave", "q-high", True, api_name="/open_trace")
-    # (the client leaves out the tab switch): trace id, answer, status, steps, info, step, ...
-    steps_html = out[3]
+    # (the client leaves out the tab switch): trace id, answer, status, scores, KL, steps, info, step
+    steps_html = out[5]
     assert XSS not in steps_html
     assert "&lt;img src=x onerror=alert(1)&gt;" in steps_html
-    assert out[0] == "q-high" and out[5] == 0  # trace id; the first step I have not labeled
+    assert out[0] == "q-high" and out[7] == 0  # trace id; the first step I have not labeled
 
 
 def test_blind_mode_hides_others_labels_until_i_label(app, imported):

@@ -25,6 +25,7 @@ def test_variables_set_what_flags_do_and_flags_win():
         "STUDIO_PORT": "8000",
         "STUDIO_MEDIA_PATHS": "/clips:/more",
         "STUDIO_NO_PRELOAD": "1",
+        "STUDIO_TORCH_THREADS": "3",
     }
     config = parse_config([], env)
     assert (config.checkpoint, config.quantization, config.device, config.db) == (
@@ -40,6 +41,7 @@ def test_variables_set_what_flags_do_and_flags_win():
         8000,
     )
     assert config.media_paths == ("/clips", "/more") and config.preload is False
+    assert config.torch_threads == 3
     flags = parse_config(
         ["--db", "b.db", "--port", "9000", "--quantization", "4bit", "--media-path", "/x"], env
     )
@@ -96,3 +98,18 @@ def test_app_exits_2_with_one_line_on_bad_configuration(tmp_path, capsys):
 
     assert app.main(["--auth-file", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().err.startswith("error: cannot read the auth file")
+
+
+def test_cpu_threads_leave_a_core_for_the_page(monkeypatch):
+    import torch
+
+    from ui.services import set_cpu_threads
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert set_cpu_threads(AppConfig(device="cpu")) == 3
+    assert set_cpu_threads(AppConfig(device="cpu", torch_threads=2)) == 2
+    assert set_cpu_threads(AppConfig(device="cpu", torch_threads=0)) is None
+    assert set_cpu_threads(AppConfig(device="cuda")) is None
+    assert calls == [3, 2]

@@ -65,7 +65,7 @@ def test_label_only_mode_has_no_model_events_and_says_so(built):
     _, studio, demo = built(label_only=True)
     fns = events(demo)
     assert not {"analyze", "alternatives", "rollouts"} & set(fns)
-    assert {"accept", "queue", "export", "correct", "prefer"} <= set(fns)
+    assert {"accept", "queue", "export", "correct", "prefer", "side_panels"} <= set(fns)
     assert studio.models is None
     banner = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "banner")
     assert "Label-only mode" in banner.value
@@ -75,6 +75,13 @@ def test_tiny_model_banner_says_the_output_is_meaningless(built, tiny_checkpoint
     _, _, demo = built(checkpoint=str(tiny_checkpoint))
     banner = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "banner")
     assert "meaningless" in banner.value
+
+
+def test_gradio_queue_summary_is_not_rebuilt_after_every_event(built, monkeypatch):
+    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
+    _, _, demo = built(label_only=True)
+    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 1000  # sic: gradio's spelling
+    assert demo._queue.ANALYTICS_MAX_EVENTS == 1000
 
 
 def test_launch_settings(built):

@@ -114,13 +114,18 @@ def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
     assert list(bar.marker.line.color) == ["rgba(0,0,0,0)", "#000", "rgba(0,0,0,0)"]
 
 
-def test_kl_figure_has_one_line_per_scored_step_and_the_current_one_bold():
-    steps = [step(0, "a", token_kl=[0.1, 0.2]), step(1, "b"), step(2, "c", token_kl=[0.3])]
-    fig = render.kl_figure(steps, current=2)
-    assert [(t.name, list(t.x), list(t.y), t.line.width) for t in fig.data] == [
-        ("step 1", [0, 1], [0.1, 0.2], 1.5),
-        ("step 3", [2], [0.3], 4),
+def test_kl_figure_runs_along_the_reasoning_coloured_by_step_current_step_larger():
+    steps = [
+        step(0, "a", token_kl=[0.1, 0.2], kl_tokens=["x", "<y>"]),
+        step(1, "b"),
+        step(2, "c", token_kl=[0.3]),
     ]
+    (line,) = render.kl_figure(steps, current=2).data
+    assert (list(line.x), list(line.y)) == ([0, 1, 2], [0.1, 0.2, 0.3])
+    assert list(line.marker.size) == [5, 5, 9]
+    assert list(line.marker.color) == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
+    assert list(line.hovertext) == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
+    assert render.kl_figure([step(0, "a")]).layout.annotations[0].text == "no token KL (not scored)"
 
 
 def test_calibration_figure_plots_reject_rate_per_decile():

@@ -1,0 +1,386 @@
+"""Benchmark of the Gradio app with the tiny model: time to the first step, label round trips.
+
+    .venv/bin/python bench/app.py              # the figures in bench/RESULTS.md
+    .venv/bin/python bench/app.py --quick      # fewer labels and repeats, a smoke run
+
+Starts ``python app.py`` (tiny model, scratch database) in its own process and drives it over
+HTTP from this one, as browsers would:
+
+1. time to the first step: from the Analyze request to the first streamed update that holds a
+   step, through gradio_client (the example clip "red_ball_chirp.mp4", 7 s, 14 frames), the
+   first run with the model still loading (cold) and then warm; and, where Debian's chromium is
+   installed, in a real page: from the click on Analyze to the first step drawn;
+2. label round trip: N clients (20 by default), each with its own session and annotator name,
+   label random steps of a 40-step trace as fast as the server answers (after each label they
+   also fetch the side panels, as the page does), once with the server idle and once while
+   analyses run back to back in the GPU queue. A round trip is one ``accept``/``reject``/
+   ``unsure`` call, request to answer. p50 / p95 / p99 / max in ms.
+
+Writes the numbers as JSON to bench/out/app.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CHROMIUM = Path("/usr/bin/chromium")
+QUESTION = "Which way does the red ball move, and how does the sound change?"
+OPTIONS = "Left to right, while the tone rises in pitch\nRight to left, while the tone rises in pitch"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary(ms: list[float]) -> dict:
+    return {
+        "n": len(ms),
+        "p50_ms": round(percentile(ms, 0.5), 1),
+        "p95_ms": round(percentile(ms, 0.95), 1),
+        "p99_ms": round(percentile(ms, 0.99), 1),
+        "max_ms": round(max(ms), 1) if ms else None,
+    }
+
+
+def label_trace(n_steps: int) -> dict:
+    rng = random.Random(0)
+    return {
+        "schema_version": 1,
+        "id": "bench-label",
+        "source": "batch",
+        "clip": {"sha256": "d" * 64, "name": "bench.mp4", "path": "", "frame_times_s": [0.0, 0.5]},
+        "question": "What happens?",
+        "options": ["a", "b"],
+        "prompt_kind": "reasoning",
+        "prompt": "",
+        "model": {"id": "bench"},
+        "decoding": {},
+        "steps": [
+            {
+                "index": k,
+                "text": f"Step {k}: the ball moves a little further to the right of the frame.",
+                "score": rng.random(),
+                "token_kl": [rng.random() for _ in range(16)],
+                "top_t": False,
+            }
+            for k in range(n_steps)
+        ],
+        "answer": {"text": "The answer is A.", "choice": "A"},
+    }
+
+
+def start_server(tmp: Path, checkpoint: str, port: int) -> subprocess.Popen:
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 (open for the process's lifetime)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "app.py"),
+            "--checkpoint",
+            checkpoint,
+            "--db",
+            str(tmp / "annotations.db"),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"},
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the app exited; see {tmp / 'server.log'}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("the app did not answer within 180 s")
+
+
+def client(url: str):
+    from gradio_client import Client
+
+    return Client(url, verbose=False)
+
+
+def analyze_args(clip: str, max_new_tokens: int = 512, perturbations=("noise",)):
+    from gradio_client import handle_file
+
+    return (handle_file(clip), QUESTION, OPTIONS, "A", "reasoning", max_new_tokens, False, 1.0, 0.9, 0, 3,
+            list(perturbations), True)  # fmt: skip
+
+
+def first_step_via_client(url: str, clip: str) -> dict:
+    """Seconds from submitting Analyze to the first update holding a step, and to the end."""
+    c = client(url)
+    started = time.perf_counter()
+    job = c.submit(*analyze_args(clip), api_name="/analyze")
+    first = None
+    for update in job:
+        if first is None and 'data-step="0"' in update[3]:
+            first = time.perf_counter() - started
+    job.result()
+    return {
+        "first_step_s": round(first, 3) if first else None,
+        "done_s": round(time.perf_counter() - started, 3),
+    }
+
+
+def first_step_in_browser(url: str, clip: str, repeats: int) -> list[float]:
+    from playwright.sync_api import sync_playwright
+
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+    out = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=args)
+        for _ in range(repeats):
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#btn-analyze")
+            page.set_input_files("#player input[type=file]", clip)
+            page.wait_for_selector("#player video")
+            page.fill("#question textarea", QUESTION)
+            page.fill("#options textarea", OPTIONS)
+            started = time.perf_counter()
+            page.click("#btn-analyze")
+            page.wait_for_selector("#steps [data-step='0']", timeout=180_000)
+            out.append(round(time.perf_counter() - started, 3))
+            page.wait_for_selector("#status:has-text('Done in')", timeout=180_000)
+            page.close()
+        browser.close()
+    return out
+
+
+class QueueClient:
+    """One browser tab's way of sending an event: POST ``queue/join``, then read the session's
+    server-sent events until the event completes (what the page's JavaScript does). Lighter
+    than gradio_client, which opens a new connection and stream for every call and adds
+    70-150 ms of its own on this machine."""
+
+    def __init__(self, url: str) -> None:
+        import uuid
+
+        import httpx
+
+        self.http = httpx.Client(base_url=url.rstrip("/") + "/gradio_api/", timeout=120)
+        config = httpx.get(url.rstrip("/") + "/config", timeout=30).json()
+        self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
+        self.session = uuid.uuid4().hex
+
+    def call(self, api_name: str, data: list):
+        joined = self.http.post(
+            "queue/join",
+            json={
+                "data": data,
+                "fn_index": self.fn_index[api_name],
+                "session_hash": self.session,
+                "event_data": None,
+                "trigger_id": None,
+            },
+        )
+        joined.raise_for_status()
+        event_id = joined.json()["event_id"]
+        with self.http.stream(
+            "GET", "queue/data", params={"session_hash": self.session}, timeout=None
+        ) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("event_id") == event_id and message["msg"] == "process_completed":
+                    if not message.get("success", True):
+                        raise RuntimeError(f"{api_name} failed: {message.get('output')}")
+                    return message["output"]["data"]
+        raise RuntimeError(f"{api_name}: the stream ended before the event completed")
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def label_load(url: str, n_clients: int, labels_per_client: int, n_steps: int, busy: threading.Event | None):
+    """Round trips (ms) of label events from n_clients concurrent sessions; after each label a
+    session also asks for the side panels (charts, alternatives), as the page does. With
+    ``busy``, only the labels that started and ended while an analysis ran are counted."""
+    clients = [QueueClient(url) for _ in range(n_clients)]
+    results: list[float] = []
+    skipped = [0]
+    errors: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(n_clients)
+
+    def run(i: int) -> None:
+        rng = random.Random(i)
+        c = clients[i]
+        barrier.wait()
+        for _ in range(labels_per_client):
+            k = rng.randrange(n_steps)
+            verdict = rng.choice(["accept", "reject", "unsure"])
+            error = "" if verdict == "accept" else "hallucination"
+            during = busy is None or busy.is_set()
+            t0 = time.perf_counter()
+            try:
+                c.call(verdict, [f"annotator-{i}", "bench-label", k, error, "", True, None])
+            except Exception as exc:  # counted and reported: a failed label is a finding
+                with lock:
+                    errors.append(str(exc)[:200])
+                continue
+            ms = (time.perf_counter() - t0) * 1000
+            during = during and (busy is None or busy.is_set())
+            with lock:
+                if during:
+                    results.append(ms)
+                else:
+                    skipped[0] += 1
+            c.call("side_panels", [f"annotator-{i}", "bench-label", min(k + 1, n_steps - 1), True])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n_clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for c in clients:
+        c.close()
+    if errors:
+        print(f"{len(errors)} label calls failed, e.g. {errors[0]}", file=sys.stderr)
+    return results, time.perf_counter() - started, skipped[0]
+
+
+def analyses_in_background(url: str, clip: str, stop: threading.Event, busy: threading.Event, log: list):
+    c = client(url)
+    while not stop.is_set():
+        busy.set()
+        t0 = time.perf_counter()
+        c.predict(*analyze_args(clip, perturbations=("noise", "mute", "shuffle")), api_name="/analyze")
+        log.append(round(time.perf_counter() - t0, 2))
+    busy.clear()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--labels", type=int, default=25, help="labels per client and phase")
+    parser.add_argument("--repeats", type=int, default=3, help="warm first-step measurements")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "app.json"))
+    args = parser.parse_args()
+    if args.quick:
+        args.clients, args.labels, args.repeats = 5, 5, 1
+
+    from annotation_db import Store
+    from examples.make_examples import ensure_examples
+    from inference.tiny import default_tiny_checkpoint
+
+    checkpoint = str(default_tiny_checkpoint(log=lambda m: print(m, file=sys.stderr)))
+    clip = str(next(p for p in ensure_examples() if p.name == "red_ball_chirp.mp4"))
+    n_steps = 40
+    results: dict = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+        "load_before": os.getloadavg(),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+        tmp_path = Path(tmp)
+        with Store.open(tmp_path / "annotations.db") as store:
+            store.add_trace(label_trace(n_steps))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        t0 = time.perf_counter()
+        server = start_server(tmp_path, checkpoint, port)
+        results["server_start_s"] = round(time.perf_counter() - t0, 2)
+        try:
+            results["first_step_cold"] = first_step_via_client(url, clip)
+            results["first_step_warm"] = [first_step_via_client(url, clip) for _ in range(args.repeats)]
+            if CHROMIUM.exists():
+                results["first_step_browser_s"] = first_step_in_browser(url, clip, args.repeats)
+
+            ms, wall, _ = label_load(url, args.clients, args.labels, n_steps, None)
+            results["labels_idle"] = {**summary(ms), "labels_per_s": round(len(ms) / wall, 1)}
+
+            stop, busy, analyses = threading.Event(), threading.Event(), []
+            worker = threading.Thread(target=analyses_in_background, args=(url, clip, stop, busy, analyses))
+            worker.start()
+            busy.wait(60)
+            time.sleep(1.0)  # the first analysis is past its upload
+            ms, wall, skipped = label_load(url, args.clients, args.labels, n_steps, busy)
+            stop.set()
+            worker.join()
+            results["labels_during_analysis"] = {
+                **summary(ms),
+                "labels_per_s": round(len(ms) / wall, 1),
+                "outside_analysis": skipped,
+                "analyses_s": analyses,
+            }
+        finally:
+            server.terminate()
+            server.wait(30)
+    results["load_after"] = os.getloadavg()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1) + "\n")
+    print(json.dumps(results, indent=1))
+    print()
+    print(markdown(results, args))
+    return 0
+
+
+def markdown(r: dict, args) -> str:
+    warm = [x["first_step_s"] for x in r["first_step_warm"] if x["first_step_s"] is not None]
+    lines = [
+        "| measure | value |",
+        "| --- | --- |",
+        f"| first step, cold (model loading), client | {r['first_step_cold']['first_step_s']} s |",
+        f"| first step, warm, client (median of {len(warm)}) | {statistics.median(warm):.2f} s |"
+        if warm
+        else "",
+        f"| whole analysis, warm, client (median) | {statistics.median(x['done_s'] for x in r['first_step_warm']):.2f} s |",
+    ]
+    if r.get("first_step_browser_s"):
+        lines.append(f"| first step on screen, browser, click to step (median of {len(r['first_step_browser_s'])}) "
+                     f"| {statistics.median(r['first_step_browser_s']):.2f} s |")  # fmt: skip
+    lines += [
+        "",
+        f"| label round trip, {args.clients} clients | labels | p50 ms | p95 ms | p99 ms | max ms | labels/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, key in (("server idle", "labels_idle"), ("analyses running", "labels_during_analysis")):
+        s = r[key]
+        lines.append(
+            f"| {name} | {s['n']} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} | {s['max_ms']} | {s['labels_per_s']} |"
+        )
+    return "\n".join(line for line in lines if line != "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
