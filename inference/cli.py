@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("inference.run", "reason about a clip and print the Trace"),
     "alternatives": ("inference.alternatives_cmd", "sample alternative steps for one step of a Trace"),
     "rollouts": ("inference.rollouts_cmd", "expected correctness of a step (and alternatives) by rollouts"),
+    "batch": ("inference.batch", "Traces for every question of a manifest, on one or many GPUs (accelerate)"),
 }
 
 
