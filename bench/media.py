@@ -116,7 +116,7 @@ def mode_naive(path: Path, cap_gb: float) -> dict:
     from PIL import Image
 
     from inference.media import MediaLimits, fit_audio, log_mel, sample_frame_indices, to_pixel_values
-    from inference.media.audio import AudioCollector
+    from inference.media.audio import decode_container_audio
 
     frames = []
     held = 0
@@ -139,12 +139,8 @@ def mode_naive(path: Path, cap_gb: float) -> dict:
         [np.asarray(Image.fromarray(frames[i]).resize((384, 384), Image.BICUBIC)) for i in indices]
     )
     to_pixel_values(small)
-    with av.open(str(path)) as container:
-        collector = AudioCollector(container.streams.audio[0])
-        for packet in container.demux(container.streams.audio[0]):
-            if packet.size:
-                collector(packet)
-        log_mel(fit_audio(collector.samples(), n / fps))
+    wave = decode_container_audio(path, container_audio_index(path))
+    log_mel(fit_audio(wave, n / fps))
     return {"decoded": len(frames)}
 
 
@@ -170,6 +166,13 @@ def warm_up() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         load_media(write_clip(Path(tmp) / "warm.mp4", seconds=1, fps=10, size=(160, 96)))
+
+
+def container_audio_index(path: Path) -> int:
+    import av
+
+    with av.open(str(path)) as container:
+        return container.streams.audio[0].index
 
 
 def child_timing(path: Path, repeat: int, variants: list[str]) -> dict:

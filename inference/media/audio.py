@@ -6,7 +6,7 @@ WhisperFeatureExtractor (zero-padded to 30 s, log10 clamped at 1e-10, floored at
 ``(x + 4) / 4``). A clip without audio gets zeros of the clip's length (the same thing).
 
 Sources:
-- the clip's own audio track (decoded from the container in the same demux pass as the index);
+- the clip's own audio track (decoded on a thread of its own, beside the video decoding);
   stereo is averaged exactly as ``ffmpeg -ac 1 -ar 16000 -c:a pcm_s16le`` does (0.5 L + 0.5 R,
   16-bit), which is how the official test WAVs were made from their clips, so the result equals
   the official WAV to 1 LSB. ``DecodeOptions.stereo = "first"`` keeps channel 0 instead.
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 class AudioCollector:
-    """Decodes audio packets as the demuxer hands them over -> 16 kHz float32 mono.
+    """Decodes audio packets as a demuxer hands them over -> 16 kHz float32 mono.
 
     Bad packets are skipped, as FFmpeg's command line does; ``samples()`` is empty when none
     decoded (the clip is then treated as silent).
@@ -75,6 +75,24 @@ class AudioCollector:
         if not self.parts:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(self.parts).astype(np.float32) / np.float32(32768)
+
+
+def decode_container_audio(path: str | Path, stream_index: int, stereo: str = "mix") -> np.ndarray:
+    """The clip's own audio track (stream ``stream_index``) -> (S,) float32 16 kHz mono.
+
+    Opens the file on its own, so it can run on a thread beside the video decoding. A track
+    damaged part way keeps what decoded before the damage.
+    """
+    with av.open(str(path), metadata_errors="ignore") as container:
+        stream = container.streams[stream_index]
+        collector = AudioCollector(stream, stereo)
+        try:
+            for packet in container.demux(stream):
+                if packet.size:
+                    collector(packet)
+        except av.FFmpegError:
+            log.warning("%s: the audio track is damaged; keeping what decoded", Path(path).name)
+        return collector.samples()
 
 
 def load_audio_file(path: str | Path, max_file_mb: float | None = None) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 Everything here is PyAV (FFmpeg libraries, no ffmpeg binary). PyAV raises clean exceptions on
 garbage, where decord can hang or crash, so a file is validated here before anything decodes it.
-The index is one demux pass (packets only, ~30 ms for a 70 s clip): the presentation timestamps
-of every frame (frame ``i`` is the ``i``-th in presentation order, as decord counts), the GOP of
-every frame and the keyframe to seek to for each GOP.
+The index is one demux pass over the video packets (no decoding, ~15 ms for a 70 s clip): the
+presentation timestamps of every frame (frame ``i`` is the ``i``-th in presentation order, as
+decord counts), the GOP of every frame and the keyframe to seek to for each GOP.
 """
 
 from __future__ import annotations
@@ -194,25 +194,20 @@ def _validate(path: Path, container: av.container.InputContainer, limits: MediaL
     return OpenedClip(path, container, video, audio, n_frames, avg_fps or 0.0, counted=counted)
 
 
-def build_index(clip: OpenedClip, limits: MediaLimits, on_audio_packet=None) -> VideoIndex:
-    """Demux the whole file once (no video decoding) and fill ``clip.index``.
+def build_index(clip: OpenedClip, limits: MediaLimits) -> VideoIndex:
+    """Demux the video stream once (no decoding) and fill ``clip.index``.
 
-    ``on_audio_packet(packet)`` receives the audio packets of the same pass, so the container
-    audio is decoded without reading the file twice. Fixes ``n_frames``/``avg_fps`` where the
-    header had none, and raises CorruptMediaError when frames the header promises are missing.
+    Fixes ``n_frames``/``avg_fps`` where the header had none, and raises CorruptMediaError when
+    frames the header promises are missing.
     """
     name = clip.path.name
     video = clip.video
-    streams = [video] + ([clip.audio] if clip.audio is not None and on_audio_packet else [])
     records: list[tuple[int | None, bool]] = []  # decode order: pts, keyframe
     try:
-        for packet in clip.container.demux(streams):
+        for packet in clip.container.demux(video):
             if packet.size == 0:  # the demuxer's end-of-stream marker
                 continue
-            if packet.stream.index == video.index:
-                records.append((packet.pts, packet.is_keyframe))
-            else:
-                on_audio_packet(packet)
+            records.append((packet.pts, packet.is_keyframe))
     except av.FFmpegError as exc:
         if not records:
             raise CorruptMediaError(name) from exc

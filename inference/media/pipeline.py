@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.layout import AUDIO_TOKENS_PER_CHUNK, av_layout
-from inference.media.audio import AudioCollector, fit_audio, load_audio_file, log_mel
+from inference.media.audio import decode_container_audio, fit_audio, load_audio_file, log_mel
 from inference.media.container import (
     OpenedClip,
     build_index,
@@ -114,24 +114,23 @@ def load_media(
         ctx = clip.video.codec_context
         ctx.thread_type = "AUTO"  # frame + slice threads; must be set before the first decode
         ctx.thread_count = options.threads
-        collector = None
-        if extra_audio is None and clip.audio is not None:
-            collector = AudioCollector(clip.audio, options.stereo)
-        build_index(clip, limits, collector)  # one demux pass; decodes the audio track on the way
+        build_index(clip, limits)  # the last check that can reject the clip
         timings["index_s"] = time.perf_counter() - start
         real_time, source_frames = clip.real_time, clip.n_frames
-        wave, source = _pick_audio(extra_audio, collector)
-        wave = fit_audio(wave, real_time)
-        # log-mel and the file's sha256 run beside the video decoding (both release the GIL)
-        spectrogram = side.submit(log_mel, wave)
+        # beside the video decoding, on one worker thread (all of it releases the GIL): the
+        # audio track, its log-mel, the file's sha256
+        track = None
+        if extra_audio is None and clip.audio is not None:
+            track = side.submit(decode_container_audio, clip.path, clip.audio.index, options.stereo)
+        audio = side.submit(_audio_features, extra_audio, track, real_time)
         sha256 = side.submit(sha256_file, clip.path)
         rotation = first_frame(clip).rotation if options.apply_rotation else 0
         indices = sample_frame_indices(clip.n_frames, clip.avg_fps, limits)
         pixel_values = torch.empty((len(indices), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.float32)
         frames, stats = read_frames(clip, indices, rotation, options, pixels=pixel_values.numpy())
         timings["frames_s"] = time.perf_counter() - start - timings["index_s"]
+        wave, source, spectrogram = audio.result()
         info = _clip_info(clip, rotation, indices, source != "silence", sha256.result())
-        spectrogram = spectrogram.result()
     timings["decode_s"] = time.perf_counter() - start
     return MediaInputs(
         pixel_values=pixel_values,
@@ -149,14 +148,15 @@ def load_media(
     )
 
 
-def _pick_audio(extra: np.ndarray | None, collector: AudioCollector | None) -> tuple[np.ndarray, str]:
+def _audio_features(extra: np.ndarray | None, track: Future | None, real_time: float):
+    """-> (waveform cut to the clip, its source, its log-mel chunks)."""
     if extra is not None:
-        return extra, "file"
-    if collector is not None:
-        wave = collector.samples()
-        if len(wave):
-            return wave, "container"
-    return np.zeros(0, dtype=np.float32), "silence"
+        wave, source = extra, "file"
+    else:
+        wave = track.result() if track is not None else np.zeros(0, dtype=np.float32)
+        source = "container" if len(wave) else "silence"
+    wave = fit_audio(wave, real_time)
+    return wave, source, log_mel(wave)
 
 
 def _clip_info(

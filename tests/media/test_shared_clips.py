@@ -27,19 +27,23 @@ EXPECTED = {
     "Lark20250826-101931.mp4": (473, 22.48, (640, 480), True, list(range(0, 473, 11)), 336_225, 1, 7998),
 }
 
-_loaded: dict[str, object] = {}
+@pytest.fixture(scope="module")
+def load(shared_clips):
+    """``load(name)`` -> MediaInputs, each real clip decoded once for the module."""
+    cache = {}
 
+    def get(name):
+        if name not in cache:
+            cache[name] = load_media(shared_clips / name)
+        return cache[name]
 
-def load(shared_clips, name):
-    if name not in _loaded:
-        _loaded[name] = load_media(shared_clips / name)
-    return _loaded[name]
+    return get
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_facts(shared_clips, name):
+def test_facts(shared_clips, load, name):
     n, fps, size, has_audio, indices, samples, chunks, tokens = EXPECTED[name]
-    inputs = load(shared_clips, name)
+    inputs = load(name)
     assert inputs.source_frames == n
     assert inputs.real_time == n / fps
     assert (inputs.clip.width, inputs.clip.height) == size
@@ -55,9 +59,9 @@ def test_facts(shared_clips, name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_frames_equal_decord(shared_clips, name):
+def test_frames_equal_decord(shared_clips, load, name):
     decord = pytest.importorskip("decord")
-    inputs = load(shared_clips, name)
+    inputs = load(name)
     reader = decord.VideoReader(str(shared_clips / name), ctx=decord.cpu(0), num_threads=1)
     assert len(reader) == inputs.source_frames
     assert reader.get_avg_fps() == pytest.approx(inputs.clip.fps, abs=1e-6)
@@ -66,9 +70,9 @@ def test_frames_equal_decord(shared_clips, name):
     assert np.array_equal(inputs.frames, resized)
 
 
-def test_standup_with_its_official_wav(shared_clips):
+def test_standup_with_its_official_wav(shared_clips, load):
     inputs = load_media(shared_clips / "standup_1.mp4", audio_path=shared_clips / "standup_1_16k_mono.wav")
     assert inputs.audio_samples == 730_330  # the official cut at round(16000 * 45.6456)
     assert inputs.audio_source == "file"
-    container = load(shared_clips, "standup_1.mp4")
+    container = load("standup_1.mp4")
     assert np.abs(container.waveform - inputs.waveform).max() <= 1 / 32768 + 1e-9
