@@ -76,6 +76,9 @@ class ManifestEntry:
     options: list[str] | None
     prompt_kind: str
     reference_answer: str | None
+    # Why no prompt can be made (e.g. no question, as in a manifest that only lists clips):
+    # each of the entry's items then fails with this reason and the others go on.
+    problem: str | None = None
 
 
 def canonical_json(value: Any) -> str:
@@ -89,7 +92,9 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
 
     With no ``prompt``, an entry whose question is the SynthDec text and has no options is a
     SynthDec entry (as ``annotation_db import-published`` reads the same manifest); any other
-    takes ``default_prompt``. The files are not opened here: a missing clip is an item failure.
+    takes ``default_prompt``. A malformed entry is an error; an entry no prompt can be made
+    from (no question, options a prompt kind cannot take) carries the reason in ``problem``.
+    The files are not opened here: a missing clip is an item failure.
     """
     from inference.prompts import SYNTHDEC, PromptError, build_user_text
     from inference.trace import PROMPT_KINDS
@@ -100,10 +105,10 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
     name = raw.get("video", raw.get("file"))
     if not isinstance(name, str) or not name.strip():
         raise BatchError(f'{where}: give the clip as "file" (relative to the manifest) or "video" (a path)')
-    question = raw.get("question") or ""
+    question = raw.get("question") or ""  # null: a clip listed without a question
     options = raw.get("options")
     if not isinstance(question, str):
-        raise BatchError(f"{where}: question must be a string")
+        raise BatchError(f"{where}: question must be a string or null")
     if options is not None and (
         not isinstance(options, list) or not all(isinstance(o, str) for o in options)
     ):
@@ -115,10 +120,11 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
         raise BatchError(f"{where}: prompt must be one of {', '.join(PROMPT_KINDS)}, not {kind!r}")
     if kind == "synthdec" and not question.strip():
         question = SYNTHDEC.template  # what the model is asked, so the store shows it
+    problem = None
     try:
         build_user_text(kind, question, options)
     except PromptError as exc:
-        raise BatchError(f"{where}: {exc}") from None
+        problem = f"{where}: {exc}"
     reference = raw.get("reference_answer")
     if reference is not None and not isinstance(reference, str):
         raise BatchError(f"{where}: reference_answer must be a string or null")
@@ -134,6 +140,7 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
         options=list(options) if options else None,
         prompt_kind=kind,
         reference_answer=reference,
+        problem=problem,
     )
 
 
@@ -506,6 +513,8 @@ class Worker:
         from inference.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
 
         s, entry = self.settings, item.entry
+        if entry.problem:
+            raise BatchError(entry.problem)
         media, encoded, timings = self.media(entry)
         request = ReasoningRequest(
             question=entry.question,
