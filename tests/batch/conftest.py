@@ -87,24 +87,22 @@ def batch_args(manifest: Path, out: Path, checkpoint: Path, *extra: str) -> list
     ]
 
 
+ONE_NODE_CONFIG = REPO / "examples" / "accelerate" / "one_node_multi_gpu.yaml"
+
+
 def launch_command(processes: int, args: list[str]) -> list[str]:
-    """``accelerate launch`` with every choice on the command line (no config prompt, works
-    offline). accelerate's own ``--cpu`` starts several processes only through mpirun; its
-    torchrun launcher (``--multi_gpu``) starts them on a machine without a GPU, and the batch
-    command makes them CPU processes (gloo)."""
+    """``accelerate launch`` with the README's one-node config file (works offline, no prompt).
+    accelerate's own ``--cpu`` starts several processes only through mpirun; the config's
+    torchrun launcher starts them on a machine without a GPU too, and the batch command makes
+    them CPU processes (gloo)."""
     accelerate = Path(sys.executable).with_name("accelerate")
     return [
         str(accelerate),
         "launch",
-        "--multi_gpu",
+        "--config_file",
+        str(ONE_NODE_CONFIG),
         "--num_processes",
         str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
         "--main_process_port",
         str(free_port()),
         "-m",

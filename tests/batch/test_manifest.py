@@ -150,3 +150,19 @@ def test_the_shared_clips_manifest_reads(shared_clips):
         for r in raw
     ]
     assert "synthdec" in {e.prompt_kind for e in entries}
+
+
+def test_the_accelerate_config_files_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    folder = Path(__file__).resolve().parents[2] / "examples" / "accelerate"
+    one = load_config_from_file(str(folder / "one_node_multi_gpu.yaml"))
+    many = load_config_from_file(str(folder / "multi_node.yaml"))
+    assert (one.distributed_type, one.num_machines, one.num_processes) == ("MULTI_GPU", 1, 8)
+    assert (many.distributed_type, many.num_machines, many.num_processes, many.machine_rank) == (
+        "MULTI_GPU",
+        2,
+        16,
+        0,
+    )
+    assert (many.main_process_ip, many.main_process_port, many.rdzv_backend) == ("10.0.0.1", 29500, "static")
