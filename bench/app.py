@@ -10,11 +10,14 @@ HTTP from this one, as browsers would:
    step, through gradio_client (the example clip "red_ball_chirp.mp4", 7 s, 14 frames), the
    first run with the model still loading (cold) and then warm; and, where Debian's chromium is
    installed, in a real page: from the click on Analyze to the first step drawn;
-2. label round trip: N clients (20 by default), each with its own session and annotator name,
-   label random steps of a 40-step trace as fast as the server answers (after each label they
-   also fetch the side panels, as the page does), once with the server idle and once while
-   analyses run back to back in the GPU queue. A round trip is one ``accept``/``reject``/
-   ``unsure`` call, request to answer. p50 / p95 / p99 / max in ms.
+2. label round trip: N clients (20 by default), each a browser-like session (``QueueClient``)
+   with its own annotator name, label random steps of a 40-step trace (each answer carries what
+   the page redraws: the step list, the next step's alternatives, the score chart), pausing a
+   random 0 to 2 s between labels (a fast annotator: 1 label/s) or not at all (back to back,
+   a stress test). Each with the server idle
+   and while analyses run back to back in the GPU queue (only labels that started and ended
+   during an analysis count). A round trip is one ``accept``/``reject``/``unsure`` event, from
+   the request to its answer. p50 / p95 / p99 / max in ms.
 
 Writes the numbers as JSON to bench/out/app.json and prints a Markdown table.
 """
@@ -26,6 +29,7 @@ import json
 import os
 import platform
 import random
+import re
 import socket
 import statistics
 import subprocess
@@ -85,12 +89,16 @@ def label_trace(n_steps: int) -> dict:
         "steps": [
             {
                 "index": k,
-                "text": f"Step {k}: the ball moves a little further to the right of the frame.",
+                "text": "".join(pieces),
                 "score": rng.random(),
-                "token_kl": [rng.random() for _ in range(16)],
+                "token_kl": [rng.random() for _ in pieces],
+                "kl_tokens": pieces,  # shaded on the page, as a scored live trace
                 "top_t": False,
             }
             for k in range(n_steps)
+            for pieces in [
+                re.findall(r"\s*\S+", f"Step {k}: the ball moves a little further to the right of the frame.")
+            ]
         ],
         "answer": {"text": "The answer is A.", "choice": "A"},
     }
@@ -230,10 +238,17 @@ class QueueClient:
         self.http.close()
 
 
-def label_load(url: str, n_clients: int, labels_per_client: int, n_steps: int, busy: threading.Event | None):
+def label_load(
+    url: str,
+    n_clients: int,
+    labels_per_client: int,
+    n_steps: int,
+    busy: threading.Event | None,
+    pause_s: float,
+):
     """Round trips (ms) of label events from n_clients concurrent sessions; after each label a
-    session also asks for the side panels (charts, alternatives), as the page does. With
-    ``busy``, only the labels that started and ended while an analysis ran are counted."""
+    session waits a random 0 to 2 x ``pause_s`` (0: back to back). With ``busy``, only the labels that
+    started and ended while an analysis ran are counted."""
     clients = [QueueClient(url) for _ in range(n_clients)]
     results: list[float] = []
     skipped = [0]
@@ -264,7 +279,8 @@ def label_load(url: str, n_clients: int, labels_per_client: int, n_steps: int, b
                     results.append(ms)
                 else:
                     skipped[0] += 1
-            c.call("side_panels", [f"annotator-{i}", "bench-label", min(k + 1, n_steps - 1), True])
+            if pause_s:
+                time.sleep(rng.uniform(0, 2 * pause_s))
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(n_clients)]
     started = time.perf_counter()
@@ -294,6 +310,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--labels", type=int, default=25, help="labels per client and phase")
     parser.add_argument("--repeats", type=int, default=3, help="warm first-step measurements")
+    parser.add_argument(
+        "--pauses",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.0],
+        help="mean seconds between one client's labels, one run each (1 = a fast annotator, 0 = back to back)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "app.json"))
     args = parser.parse_args()
@@ -326,23 +349,29 @@ def main() -> int:
             if CHROMIUM.exists():
                 results["first_step_browser_s"] = first_step_in_browser(url, clip, args.repeats)
 
-            ms, wall, _ = label_load(url, args.clients, args.labels, n_steps, None)
-            results["labels_idle"] = {**summary(ms), "labels_per_s": round(len(ms) / wall, 1)}
+            for pause in args.pauses:
+                ms, wall, _ = label_load(url, args.clients, args.labels, n_steps, None, pause)
+                results[f"labels_idle_pause_{pause:g}s"] = {
+                    **summary(ms),
+                    "labels_per_s": round(len(ms) / wall, 1),
+                }
 
-            stop, busy, analyses = threading.Event(), threading.Event(), []
-            worker = threading.Thread(target=analyses_in_background, args=(url, clip, stop, busy, analyses))
-            worker.start()
-            busy.wait(60)
-            time.sleep(1.0)  # the first analysis is past its upload
-            ms, wall, skipped = label_load(url, args.clients, args.labels, n_steps, busy)
-            stop.set()
-            worker.join()
-            results["labels_during_analysis"] = {
-                **summary(ms),
-                "labels_per_s": round(len(ms) / wall, 1),
-                "outside_analysis": skipped,
-                "analyses_s": analyses,
-            }
+                stop, busy, analyses = threading.Event(), threading.Event(), []
+                worker = threading.Thread(
+                    target=analyses_in_background, args=(url, clip, stop, busy, analyses)
+                )
+                worker.start()
+                busy.wait(60)
+                time.sleep(1.0)  # the first analysis is past its upload
+                ms, wall, skipped = label_load(url, args.clients, args.labels, n_steps, busy, pause)
+                stop.set()
+                worker.join()
+                results[f"labels_during_analysis_pause_{pause:g}s"] = {
+                    **summary(ms),
+                    "labels_per_s": round(len(ms) / wall, 1),
+                    "outside_analysis": skipped,
+                    "analyses_s": analyses,
+                }
         finally:
             server.terminate()
             server.wait(30)
@@ -374,11 +403,13 @@ def markdown(r: dict, args) -> str:
         f"| label round trip, {args.clients} clients | labels | p50 ms | p95 ms | p99 ms | max ms | labels/s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name, key in (("server idle", "labels_idle"), ("analyses running", "labels_during_analysis")):
-        s = r[key]
-        lines.append(
-            f"| {name} | {s['n']} | {s['p50_ms']} | {s['p95_ms']} | {s['p99_ms']} | {s['max_ms']} | {s['labels_per_s']} |"
-        )
+    for pause in args.pauses:
+        for name, key in (("server idle", "labels_idle"), ("analyses running", "labels_during_analysis")):
+            s = r[f"{key}_pause_{pause:g}s"]
+            lines.append(
+                f"| {name}, {'back to back' if pause == 0 else f'{pause:g} s mean pause'} | {s['n']} | {s['p50_ms']} "
+                f"| {s['p95_ms']} | {s['p99_ms']} | {s['max_ms']} | {s['labels_per_s']} |"
+            )
     return "\n".join(line for line in lines if line != "")
 
 

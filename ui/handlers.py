@@ -12,7 +12,6 @@ the app keeps serving.
 import dataclasses
 import functools
 import inspect
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -259,8 +258,10 @@ class Handlers:
         return self.studio.view(trace_id, annotator, blind), annotator
 
     def _step_outputs(self, view: TraceView, k: int, message: str = "", load_video: bool = False):
-        """steps, step info, step index, player (seek; with ``load_video`` also the clip),
-        started, error type, comment, status line."""
+        """What a move to step ``k`` changes: steps, step info, step index, player (seek; with
+        ``load_video`` also the clip), started, error type, comment, status line, the step's
+        alternatives (HTML, choices). One event carries all of it: a second, chained event
+        would cost the server more than these few milliseconds of rendering (bench/app.py)."""
         steps = view.trace["steps"]
         spans = render.step_spans(view.trace)
         label = view.mine.get(k)
@@ -268,6 +269,7 @@ class Handlers:
         player = {"playback_position": span[0]} if span else {}
         if load_video:
             player["value"] = view.video
+        alts = [a for a in view.trace["alternatives"] if a["step_index"] == k]
         return (
             render.steps_html(steps, k, view.mine, view.peers, spans),
             render.step_info(steps, k, label),
@@ -277,7 +279,13 @@ class Handlers:
             (label or {}).get("error_type") or NO_ERROR_TYPE,
             (label or {}).get("comment") or "",
             message,
+            render.alternatives_html(alts, view.preferences),
+            gr.update(choices=render.alternative_choices(alts), value=None),
         )
+
+    def _labeled_outputs(self, view: TraceView, k: int, message: str):
+        """After a label or an undo: the step outputs and the score chart (coloured by label)."""
+        return (*self._step_outputs(view, k, message), render.scores_figure(view.trace["steps"], view.mine))
 
     @shown_errors
     def show_step(
@@ -334,7 +342,7 @@ class Handlers:
             if error_type and verdict != "accept"
             else ""
         )
-        return self._step_outputs(view, nxt, note + ("" if nxt != k else " \u00b7 last step"))
+        return self._labeled_outputs(view, nxt, note + ("" if nxt != k else " \u00b7 last step"))
 
     @shown_errors
     def accept(
@@ -415,60 +423,8 @@ class Handlers:
                 continue
             view = self.studio.view(trace_id, annotator, blind)
             now = f"now {label['verdict']}" if label else "now unlabeled"
-            return self._step_outputs(view, target, f"Undone on step {target + 1}: {now}")
+            return self._labeled_outputs(view, target, f"Undone on step {target + 1}: {now}")
         raise AppError("nothing to undo")
-
-    def _side(self, annotator: str | None, trace_id: str, step_index: Any, blind: bool):
-        view = self.studio.view(trace_id, annotator, blind)
-        k = _clamp(step_index, view)
-        alts = [a for a in view.trace["alternatives"] if a["step_index"] == k]
-        return view, render.alternatives_html(alts, view.preferences), alts
-
-    @shown_errors
-    def alternatives_panel(
-        self,
-        typed: str,
-        trace_id: str,
-        step_index: float,
-        blind: bool,
-        request: gr.Request,
-        profile: gr.OAuthProfile | None,
-    ):
-        """The current step's alternatives (after every move to another step).
-        Outputs: alternatives HTML, alternative choices."""
-        if not (trace_id or "").strip():
-            return render.alternatives_html([]), gr.update(choices=[], value=None)
-        annotator = self._maybe_annotator(request, profile, typed)
-        _, html, alts = self._side(annotator, trace_id, step_index, blind)
-        return html, gr.update(choices=render.alternative_choices(alts), value=None)
-
-    @shown_errors
-    def side_panels(
-        self,
-        typed: str,
-        trace_id: str,
-        step_index: float,
-        blind: bool,
-        request: gr.Request,
-        profile: gr.OAuthProfile | None,
-    ):
-        """The score chart (coloured by my labels) and the current step's alternatives (after
-        every label and undo). Outputs: scores figure, alternatives HTML, alternative choices."""
-        if not (trace_id or "").strip():
-            return gr.update(), render.alternatives_html([]), gr.update(choices=[], value=None)
-        annotator = self._maybe_annotator(request, profile, typed)
-        view, html, alts = self._side(annotator, trace_id, step_index, blind)
-        scores = render.scores_figure(view.trace["steps"], view.mine)
-        return scores, html, gr.update(choices=render.alternative_choices(alts), value=None)
-
-    @shown_errors
-    def side_panels_api(self, annotator: str, trace_id: str, step_index: int, blind: bool) -> str:
-        """What ``side_panels`` computes, as JSON (the score figure and the alternatives), for
-        clients that replay what the page asks for after each label (bench/app.py)."""
-        view, html, _ = self._side(annotator or None, trace_id, step_index, blind)
-        return json.dumps(
-            {"scores": render.scores_figure(view.trace["steps"], view.mine).to_json(), "alternatives": html}
-        )
 
     @shown_errors
     def open_trace(

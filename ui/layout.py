@@ -4,7 +4,7 @@ Tabs: "Analyze & label" (clip, question, settings, the streamed steps and the la
 "Queue" (stored traces by highest step score), "Dashboard" (counts, agreement, calibration) and
 "Export". Handlers live in ``ui.handlers``; this module only places components and connects
 them. API names (for ``gradio_client``): analyze, show_step, next_step, prev_step, accept,
-reject, unsure, undo, side_panels (undocumented), open_trace, queue, dashboard, export, alternatives, prefer,
+reject, unsure, undo, open_trace, queue, dashboard, export, alternatives, prefer,
 prefer_original, correct, rollouts.
 
 Queueing: model events (analyze, alternatives, rollouts) share the concurrency group "gpu"
@@ -14,8 +14,10 @@ labels never wait behind an analysis.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +66,7 @@ button.seek { border: 1px solid var(--border-color-primary); border-radius: 9px;
 .alt-meta { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .alt-text { white-space: pre-wrap; }
 kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding: 0 4px; font-family: var(--font-mono); }
-"""
+""" + render.kl_shade_css()
 
 
 def banner_html(config: AppConfig, studio: Studio) -> str:
@@ -107,10 +109,21 @@ def examples_table() -> list[list[Any]]:
 GRADIO_QUEUE_ENV = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "1000"}
 
 
+def _fail_fast_on_absent_matplotlib() -> None:
+    """Gradio tries ``import matplotlib`` twice around every event (utils.MatplotlibBackendMananger,
+    route_utils.py). Where matplotlib is not installed each try searches the whole sys.path
+    again (a failed import is not cached): ~2 ms of file-system calls per label on the bench VM.
+    A None in sys.modules makes the same ImportError immediate; nothing else changes, since
+    the package is absent anyway."""
+    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
+        sys.modules["matplotlib"] = None  # type: ignore[assignment]
+
+
 def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
     """The Blocks (not launched). ``launch_kwargs(config, studio)`` gives what launch() needs."""
     for name, value in GRADIO_QUEUE_ENV.items():
         os.environ.setdefault(name, value)
+    _fail_fast_on_absent_matplotlib()
     h = Handlers(studio, config)
     label_only = config.label_only
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
@@ -318,14 +331,9 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
         who_inputs = [annotator]
         nav_inputs = [annotator, trace_id, step_index, blind]
         step_outputs = [steps, step_info, step_index, player, started, error_type, comment, label_status]
-        # What follows a step change (its alternatives) and a label (the score chart coloured by
-        # label too) comes as a second event, so that the step list itself returns at once.
-        alt_panel_outputs = [alternatives_view, alternative]
-        side_outputs = [scores_plot, alternatives_view, alternative]
-
-        # Registered first, so that it keeps its name (chained copies are side_panels_1, ...):
-        # the side panels as one undocumented API call, for benchmarks that replay the page.
-        gr.api(h.side_panels_api, api_name="side_panels", api_visibility="undocumented", **label_limit)
+        # A move to another step also brings its alternatives; a label also the score chart.
+        nav_outputs = [*step_outputs, alternatives_view, alternative]
+        label_outputs = [*nav_outputs, scores_plot]
 
         demo.load(h.on_load, [saved_name], [annotator, who], api_visibility="private")
         annotator.blur(h.remember_name, who_inputs, [saved_name, who], api_visibility="private")
@@ -356,64 +364,32 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                 api_name="analyze",
                 show_progress="minimal",
                 **GPU,
-            ).then(
-                h.alternatives_panel, nav_inputs, alt_panel_outputs, api_visibility="private", **label_limit
             )
 
-        def then_alternatives(event):
-            return event.then(
-                h.alternatives_panel, nav_inputs, alt_panel_outputs, api_visibility="private", **label_limit
-            )
-
-        def then_side(event):
-            return event.then(
-                h.side_panels, nav_inputs, side_outputs, api_visibility="private", **label_limit
-            )
-
-        then_alternatives(
-            go_btn.click(h.show_step, nav_inputs, step_outputs, api_name="show_step", **label_limit)
-        )
-        then_alternatives(
-            step_index.submit(h.show_step, nav_inputs, step_outputs, api_visibility="private", **label_limit)
-        )
-        then_alternatives(
-            next_btn.click(h.next_step, nav_inputs, step_outputs, api_name="next_step", **label_limit)
-        )
-        then_alternatives(
-            prev_btn.click(h.prev_step, nav_inputs, step_outputs, api_name="prev_step", **label_limit)
-        )
+        go_btn.click(h.show_step, nav_inputs, nav_outputs, api_name="show_step", **label_limit)
+        step_index.submit(h.show_step, nav_inputs, nav_outputs, api_visibility="private", **label_limit)
+        next_btn.click(h.next_step, nav_inputs, nav_outputs, api_name="next_step", **label_limit)
+        prev_btn.click(h.prev_step, nav_inputs, nav_outputs, api_name="prev_step", **label_limit)
         label_inputs = [annotator, trace_id, step_index, error_type, comment, blind, started]
         for button, handler in ((accept_btn, h.accept), (reject_btn, h.reject), (unsure_btn, h.unsure)):
-            then_side(
-                button.click(
-                    handler,
-                    label_inputs,
-                    step_outputs,
-                    api_name=handler.__name__,
-                    show_progress="hidden",
-                    **label_limit,
-                )
-            )
-        then_side(
-            undo_btn.click(
-                h.undo, nav_inputs, step_outputs, api_name="undo", show_progress="hidden", **label_limit
-            )
-        )
-
-        open_outputs = [tabs, trace_id, answer, status, scores_plot, kl_plot, *step_outputs]
-        then_alternatives(
-            open_btn.click(
-                h.open_trace, [annotator, open_id, blind], open_outputs, api_name="open_trace", **label_limit
-            )
-        )
-        then_alternatives(
-            queue_table.select(h.queue_pick, None, [open_id], api_visibility="private").then(
-                h.open_trace,
-                [annotator, open_id, blind],
-                open_outputs,
-                api_visibility="private",
+            button.click(
+                handler,
+                label_inputs,
+                label_outputs,
+                api_name=handler.__name__,
+                show_progress="hidden",
                 **label_limit,
             )
+        undo_btn.click(
+            h.undo, nav_inputs, label_outputs, api_name="undo", show_progress="hidden", **label_limit
+        )
+
+        open_outputs = [tabs, trace_id, answer, status, scores_plot, kl_plot, *nav_outputs]
+        open_btn.click(
+            h.open_trace, [annotator, open_id, blind], open_outputs, api_name="open_trace", **label_limit
+        )
+        queue_table.select(h.queue_pick, None, [open_id], api_visibility="private").then(
+            h.open_trace, [annotator, open_id, blind], open_outputs, api_visibility="private", **label_limit
         )
         queue_inputs = [annotator, unlabeled_only, order]
         queue_btn.click(h.queue, queue_inputs, [queue_table, progress_table], api_name="queue", **label_limit)

@@ -48,6 +48,23 @@ def trace_kl_scale(steps: Sequence[Mapping[str, Any]]) -> float:
     return max((max(s["token_kl"]) for s in steps if s.get("token_kl")), default=0.0)
 
 
+KL_LEVELS = 10  # shades of red; a class per level keeps the page light (a style per token is ~3x the bytes)
+
+
+def kl_shade_css() -> str:
+    """CSS of the shading classes ``.kl0`` (none) to ``.kl9`` (darkest)."""
+    r, g, b = KL_SHADE
+    return "\n".join(
+        f".step-text .kl{level} {{ background-color: rgba({r},{g},{b},{0.6 * level / (KL_LEVELS - 1):.3f}); }}"
+        for level in range(KL_LEVELS)
+    )
+
+
+def kl_level(kl: float, scale: float) -> int:
+    """0..9: the token's KL as a share of ``scale`` (the trace's largest), rounded."""
+    return round(min(max(kl / scale, 0.0), 1.0) * (KL_LEVELS - 1)) if scale > 0 else 0
+
+
 def shaded_text(step: Mapping[str, Any], scale: float) -> str:
     """The step's text, each token shaded by its KL (as a share of ``scale``), escaped.
     Falls back to the plain escaped text when the token pieces do not spell the text."""
@@ -55,15 +72,10 @@ def shaded_text(step: Mapping[str, Any], scale: float) -> str:
     pieces, kls = step.get("kl_tokens"), step.get("token_kl")
     if not pieces or not kls or len(pieces) != len(kls) or "".join(pieces) != text or scale <= 0:
         return esc(text)
-    r, g, b = KL_SHADE
-    out = []
-    for piece, kl in zip(pieces, kls, strict=True):
-        alpha = min(max(kl / scale, 0.0), 1.0) * 0.6
-        out.append(
-            f'<span class="tok" style="background-color: rgba({r},{g},{b},{alpha:.3f})" '
-            f'title="KL {kl:.3g}">{esc(piece)}</span>'
-        )
-    return "".join(out)
+    return "".join(
+        f'<span class="kl{kl_level(kl, scale)}" title="KL {kl:.3g}">{esc(piece)}</span>'
+        for piece, kl in zip(pieces, kls, strict=True)
+    )
 
 
 def step_spans(trace: Mapping[str, Any]) -> list[tuple[float, float] | None]:

@@ -109,6 +109,43 @@ def parse_options(text: str | Sequence[str] | None) -> tuple[str, ...]:
 # ---- the model, loaded once ---------------------------------------------------------------------
 
 
+MODEL_MODULES = (
+    "inference.loading",
+    "inference.modeling",
+    "inference.model_args",
+    "inference.tiny",
+    "inference.prompts",
+    "inference.generate",
+    "inference.perturb",
+    "inference.scoring",
+    "inference.attribution",
+    "inference.alternatives",
+)
+TRANSFORMERS_NAMES = (
+    "AutoTokenizer",
+    "PreTrainedTokenizerFast",
+    "Qwen2Config",
+    "Qwen2ForCausalLM",
+    "DynamicCache",
+    "BitsAndBytesConfig",
+)
+
+
+def import_model_code() -> None:
+    """Import the model's code in the calling (main) thread, before any other thread runs it.
+
+    transformers resolves its names lazily, on first access, and that is not thread-safe: the
+    startup thread loading the weights while a request thread built a prompt once failed with
+    "cannot import name 'AutoTokenizer' from 'transformers'" (seen in bench/app.py)."""
+    import importlib
+
+    for name in MODEL_MODULES:
+        importlib.import_module(name)
+    transformers = importlib.import_module("transformers")
+    for name in TRANSFORMERS_NAMES:
+        getattr(transformers, name)
+
+
 class ModelHolder:
     """Loads the model on first use (or in a startup thread) and keeps it; a failed load is
     remembered and its message shown until the next attempt."""
@@ -251,6 +288,8 @@ class Studio:
         self.config = config
         self.store = store or Store.open(config.db)
         self.models = None if config.label_only else (models or ModelHolder(config))
+        if self.models is not None:
+            import_model_code()  # before any worker or startup thread touches it (see there)
         self.media = MediaCache()
         self.limits = MediaLimits(max_duration_s=config.max_duration_s, max_file_mb=config.max_upload_mb)
         self.served_roots = [Path(p).resolve() for p in self.playable_roots()]
@@ -519,7 +558,8 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
         stream_reasoning,
     )
 
-    yield Stage("load", 0.05, "Loading the model (first analysis only)")
+    if studio.models.loaded is None:
+        yield Stage("load", 0.05, "Loading the model (once)")
     loaded = studio.models.get()
     yield Stage("encode", 0.1, "Encoding frames and audio")
     started = time.perf_counter()

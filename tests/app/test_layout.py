@@ -65,7 +65,7 @@ def test_label_only_mode_has_no_model_events_and_says_so(built):
     _, studio, demo = built(label_only=True)
     fns = events(demo)
     assert not {"analyze", "alternatives", "rollouts"} & set(fns)
-    assert {"accept", "queue", "export", "correct", "prefer", "side_panels"} <= set(fns)
+    assert {"accept", "queue", "export", "correct", "prefer"} <= set(fns)
     assert studio.models is None
     banner = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "banner")
     assert "Label-only mode" in banner.value
