@@ -657,6 +657,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave items that failed in an earlier run failed (default: try them again)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="CPU threads per process (default: torch's choice; under accelerate, cores / processes)",
+    )
     add_model_arguments(parser)
 
 
@@ -731,6 +737,10 @@ def run(args: argparse.Namespace) -> int:
     wall_start = time.perf_counter()
     check_args(args)
     state = process_state(args.device)
+    if args.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     rank, world = state.process_index, state.num_processes
     log = _log
     entries = read_manifest(args.manifest, args.prompt)
