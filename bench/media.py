@@ -115,8 +115,8 @@ def mode_naive(path: Path, cap_gb: float) -> dict:
     import numpy as np
     from PIL import Image
 
-    from inference.media import MediaLimits, fit_audio, log_mel, sample_frame_indices, to_pixel_values
-    from inference.media.audio import decode_container_audio
+    from inference.media import MediaLimits, sample_frame_indices, to_pixel_values
+    from inference.media.audio import LogMelStream, decode_container_audio
 
     frames = []
     held = 0
@@ -139,8 +139,9 @@ def mode_naive(path: Path, cap_gb: float) -> dict:
         [np.asarray(Image.fromarray(frames[i]).resize((384, 384), Image.BICUBIC)) for i in indices]
     )
     to_pixel_values(small)
-    wave = decode_container_audio(path, container_audio_index(path))
-    log_mel(fit_audio(wave, n / fps))
+    stream = LogMelStream(n / fps)
+    decode_container_audio(path, container_audio_index(path), stream)
+    stream.finish()
     return {"decoded": len(frames)}
 
 

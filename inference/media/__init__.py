@@ -11,7 +11,7 @@ Modules: ``limits`` (configs and model constants), ``container`` (open, validate
 Bad input raises a subclass of ``inference.errors.MediaError`` with a one-line message.
 """
 
-from inference.media.audio import fit_audio, load_audio_file, log_mel, n_audio_chunks
+from inference.media.audio import LogMelStream, fit_audio, load_audio_file, log_mel, n_audio_chunks
 from inference.media.frames import PIXEL_LUT, sample_frame_indices, to_pixel_values
 from inference.media.limits import (
     CHUNK_SAMPLES,
@@ -28,6 +28,7 @@ __all__ = [
     "PIXEL_LUT",
     "SAMPLE_RATE",
     "DecodeOptions",
+    "LogMelStream",
     "MediaInputs",
     "MediaLimits",
     "fit_audio",

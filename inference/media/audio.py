@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
@@ -27,72 +28,132 @@ from inference.errors import AudioFileError, MediaError
 from inference.media.container import check_file
 from inference.media.limits import CHUNK_SAMPLES, MEL_FRAMES, N_MELS, SAMPLE_RATE
 
+if TYPE_CHECKING:
+    import torch
+
 log = logging.getLogger(__name__)
 
 
-class AudioCollector:
-    """Decodes audio packets as a demuxer hands them over -> 16 kHz float32 mono.
+class LogMelStream:
+    """The official audio rules applied to audio that arrives in pieces: pad to >= 1 s, cut at
+    ``round(16000 * real_time)``, log-mel of each 30 s chunk as soon as it is complete.
 
-    Bad packets are skipped, as FFmpeg's command line does; ``samples()`` is empty when none
-    decoded (the clip is then treated as silent).
+    Holds one chunk of audio (1.9 MB), so memory does not grow with the clip beyond the
+    spectrogram itself; ``keep_waveform`` also keeps the fitted waveform. Equals
+    ``log_mel(fit_audio(whole_wave, real_time))``.
     """
 
-    def __init__(self, stream: av.audio.stream.AudioStream, stereo: str = "mix"):
-        if stereo not in ("mix", "first"):
-            raise ValueError(f"stereo must be 'mix' or 'first', not {stereo!r}")
-        self.stream = stream
-        self.first_channel = stereo == "first"
-        # s16 as the official WAVs; "mix" lets swresample downmix (it normalises for s16 output:
-        # 0.5 L + 0.5 R, while float output would give 0.707 L + 0.707 R)
-        layout = None if self.first_channel else "mono"
-        fmt = "s16p" if self.first_channel else "s16"
-        self.resampler = av.AudioResampler(format=fmt, layout=layout, rate=SAMPLE_RATE)
-        self.parts: list[np.ndarray] = []
-        self.bad_packets = 0
+    def __init__(self, real_time: float, keep_waveform: bool = False):
+        import torch
 
-    def __call__(self, packet: av.Packet) -> None:
-        try:
-            frames = packet.decode()
-        except av.FFmpegError:
-            self.bad_packets += 1
-            return
-        for frame in frames:
-            self._add(self.resampler.resample(frame))
+        self.limit = max(round(SAMPLE_RATE * real_time), 1)  # official cut
+        self.buffer = np.zeros(CHUNK_SAMPLES, dtype=np.float32)
+        self.filled = 0  # samples in the buffer
+        self.total = 0  # samples taken so far (<= limit)
+        capacity = -(-self.limit // CHUNK_SAMPLES)
+        self.spectrogram = torch.empty((capacity, N_MELS, MEL_FRAMES), dtype=torch.float32)
+        self.chunks = 0
+        self.kept: list[np.ndarray] | None = [] if keep_waveform else None
 
-    def _add(self, frames: list[av.AudioFrame]) -> None:
-        for frame in frames:
-            self.parts.append(frame.to_ndarray()[0])  # (channels, n) int16 -> channel 0 / mono
+    @property
+    def full(self) -> bool:
+        return self.total >= self.limit
 
-    def samples(self) -> np.ndarray:
-        """All decoded audio so far, (S,) float32 in [-1, 1)."""
-        try:
-            self._add(self.stream.codec_context.decode(None))
-            self._add(self.resampler.resample(None))
-        except av.FFmpegError:
-            self.bad_packets += 1
-        if self.bad_packets:
-            log.warning("%d audio packets could not be decoded and were skipped", self.bad_packets)
-        if not self.parts:
-            return np.zeros(0, dtype=np.float32)
-        return np.concatenate(self.parts).astype(np.float32) / np.float32(32768)
+    def add(self, samples: np.ndarray, scale: float = 1.0) -> None:
+        """Append samples (any dtype; multiplied by ``scale`` into float32), up to the cut."""
+        samples = samples[: self.limit - self.total]
+        while len(samples):
+            n = min(len(samples), CHUNK_SAMPLES - self.filled)
+            target = self.buffer[self.filled : self.filled + n]
+            np.multiply(samples[:n], np.float32(scale), out=target, casting="unsafe")
+            self.filled += n
+            self.total += n
+            samples = samples[n:]
+            if self.filled == CHUNK_SAMPLES:
+                self._emit()
+
+    def finish(self) -> tuple[torch.Tensor, int, np.ndarray | None]:
+        """-> (C, 128, 3000) spectrogram, audio samples, the waveform if kept. No audio at all
+        gives zeros of the clip's length (official no-audio path), short audio is padded to 1 s."""
+        end = self.limit if self.total == 0 else min(SAMPLE_RATE, self.limit)
+        while self.total < end:
+            n = min(end - self.total, CHUNK_SAMPLES - self.filled)
+            self.buffer[self.filled : self.filled + n] = 0
+            self.filled += n
+            self.total += n
+            if self.filled == CHUNK_SAMPLES:
+                self._emit()
+        if self.filled:
+            self._emit()
+        spectrogram = self.spectrogram[: self.chunks]
+        if self.chunks < len(self.spectrogram):  # audio ended before the clip: drop the spare rows
+            spectrogram = spectrogram.clone()
+        waveform = np.concatenate(self.kept) if self.kept is not None else None
+        return spectrogram, self.total, waveform
+
+    def _emit(self) -> None:
+        import torch
+
+        chunk = self.buffer[: self.filled]
+        features = whisper_feature_extractor()(chunk, sampling_rate=SAMPLE_RATE, return_tensors="np")
+        self.spectrogram[self.chunks] = torch.from_numpy(features["input_features"][0])
+        self.chunks += 1
+        if self.kept is not None:
+            self.kept.append(chunk.copy())
+        self.filled = 0
 
 
-def decode_container_audio(path: str | Path, stream_index: int, stereo: str = "mix") -> np.ndarray:
-    """The clip's own audio track (stream ``stream_index``) -> (S,) float32 16 kHz mono.
+def decode_container_audio(
+    path: str | Path, stream_index: int, sink: LogMelStream, stereo: str = "mix"
+) -> int:
+    """Decode the clip's own audio track (stream ``stream_index``) into ``sink`` as 16 kHz mono;
+    stops once the sink is full. Returns the samples decoded (0: nothing decodes, a silent clip).
 
-    Opens the file on its own, so it can run on a thread beside the video decoding. A track
-    damaged part way keeps what decoded before the damage.
+    Opens the file on its own, so it can run on a thread beside the video decoding. Bad packets
+    are skipped, as FFmpeg's command line does; a track damaged part way keeps what came before.
     """
+    if stereo not in ("mix", "first"):
+        raise ValueError(f"stereo must be 'mix' or 'first', not {stereo!r}")
+    # s16 as the official WAVs; "mix" lets swresample downmix (it normalises for s16 output:
+    # 0.5 L + 0.5 R, while float output would give 0.707 L + 0.707 R); "first" keeps the
+    # layout and takes plane 0
+    resampler = av.AudioResampler(
+        format="s16" if stereo == "mix" else "s16p",
+        layout="mono" if stereo == "mix" else None,
+        rate=SAMPLE_RATE,
+    )
+    decoded, bad = 0, 0
+
+    def put(frames: list[av.AudioFrame]) -> None:
+        nonlocal decoded
+        for frame in frames:
+            samples = frame.to_ndarray()[0]  # (channels, n) int16 -> mono / channel 0
+            decoded += len(samples)
+            sink.add(samples, 1 / 32768)
+
     with av.open(str(path), metadata_errors="ignore") as container:
         stream = container.streams[stream_index]
-        collector = AudioCollector(stream, stereo)
         try:
             for packet in container.demux(stream):
-                if packet.size:
-                    collector(packet)
+                if sink.full:
+                    break
+                if not packet.size:
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    bad += 1
+                    continue
+                for frame in frames:
+                    put(resampler.resample(frame))
+            if not sink.full:
+                put(stream.codec_context.decode(None))
+                put(resampler.resample(None))
         except av.FFmpegError:
-            log.warning("%s: the audio track is damaged; keeping what decoded", Path(path).name)
-        return collector.samples()
+            bad += 1
+    if bad:
+        log.warning("%s: %d damaged audio packets skipped", Path(path).name, bad)
+    return decoded
 
 
 def load_audio_file(path: str | Path, max_file_mb: float | None = None) -> np.ndarray:

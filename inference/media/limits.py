@@ -41,3 +41,4 @@ class DecodeOptions:
     # does with a stereo WAV).
     stereo: str = "mix"
     trailing_frames_tolerance_s: float = 0.5  # missing frames at the very end are replaced
+    keep_waveform: bool = False  # MediaInputs.waveform: 38 MB per 10 minutes the model never reads

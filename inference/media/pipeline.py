@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inference.layout import AUDIO_TOKENS_PER_CHUNK, av_layout
-from inference.media.audio import decode_container_audio, fit_audio, load_audio_file, log_mel
+from inference.media.audio import LogMelStream, decode_container_audio, load_audio_file
 from inference.media.container import (
     OpenedClip,
     build_index,
@@ -34,9 +34,10 @@ class MediaInputs:
 
     ``pixel_values`` (F, 3, 384, 384) float32 in [-1, 1]; ``spectrogram`` (C, 128, 3000) float32,
     one row per 30 s chunk; ``real_time`` = n_frames / avg_fps seconds, the official clock (it
-    sets how many audio tokens are interleaved with the frames); ``waveform`` (audio_samples,)
-    float32 16 kHz mono after padding and cutting; ``frames`` the sampled frames as the model
-    sees them, (F, 384, 384, 3) uint8 (for display).
+    sets how many audio tokens are interleaved with the frames); ``audio_samples`` the 16 kHz
+    samples behind the spectrogram after padding and cutting (``waveform``, float32, only with
+    ``DecodeOptions(keep_waveform=True)``); ``frames`` the sampled frames as the model sees them,
+    (F, 384, 384, 3) uint8 (for display).
     """
 
     pixel_values: torch.Tensor
@@ -45,7 +46,7 @@ class MediaInputs:
     audio_samples: int
     frame_indices: list[int]
     clip: ClipInfo
-    waveform: np.ndarray
+    waveform: np.ndarray | None
     frames: np.ndarray
     audio_source: str = "container"  # "container" | "file" | "silence"
     source_frames: int = 0  # frames in the clip (decord's len(VideoReader))
@@ -118,28 +119,25 @@ def load_media(
         timings["index_s"] = time.perf_counter() - start
         real_time, source_frames = clip.real_time, clip.n_frames
         # beside the video decoding, on one worker thread (all of it releases the GIL): the
-        # audio track, its log-mel, the file's sha256
-        track = None
-        if extra_audio is None and clip.audio is not None:
-            track = side.submit(decode_container_audio, clip.path, clip.audio.index, options.stereo)
-        audio = side.submit(_audio_features, extra_audio, track, real_time)
+        # audio track streamed into its log-mel chunks, then the file's sha256
+        audio = side.submit(_audio_features, clip, extra_audio, real_time, options)
         sha256 = side.submit(sha256_file, clip.path)
         rotation = first_frame(clip).rotation if options.apply_rotation else 0
         indices = sample_frame_indices(clip.n_frames, clip.avg_fps, limits)
         pixel_values = torch.empty((len(indices), 3, IMAGE_SIZE, IMAGE_SIZE), dtype=torch.float32)
         frames, stats = read_frames(clip, indices, rotation, options, pixels=pixel_values.numpy())
         timings["frames_s"] = time.perf_counter() - start - timings["index_s"]
-        wave, source, spectrogram = audio.result()
+        spectrogram, audio_samples, waveform, source = audio.result()
         info = _clip_info(clip, rotation, indices, source != "silence", sha256.result())
     timings["decode_s"] = time.perf_counter() - start
     return MediaInputs(
         pixel_values=pixel_values,
         spectrogram=spectrogram,
         real_time=real_time,
-        audio_samples=len(wave),
+        audio_samples=audio_samples,
         frame_indices=indices,
         clip=info,
-        waveform=wave,
+        waveform=waveform,
         frames=frames,
         audio_source=source,
         source_frames=source_frames,
@@ -148,15 +146,19 @@ def load_media(
     )
 
 
-def _audio_features(extra: np.ndarray | None, track: Future | None, real_time: float):
-    """-> (waveform cut to the clip, its source, its log-mel chunks)."""
+def _audio_features(clip: OpenedClip, extra: np.ndarray | None, real_time: float, options: DecodeOptions):
+    """-> (spectrogram, audio samples, waveform or None, source)."""
+    stream = LogMelStream(real_time, options.keep_waveform)
     if extra is not None:
-        wave, source = extra, "file"
+        stream.add(extra)
+        source = "file"
+    elif clip.audio is not None and decode_container_audio(
+        clip.path, clip.audio.index, stream, options.stereo
+    ):
+        source = "container"
     else:
-        wave = track.result() if track is not None else np.zeros(0, dtype=np.float32)
-        source = "container" if len(wave) else "silence"
-    wave = fit_audio(wave, real_time)
-    return wave, source, log_mel(wave)
+        source = "silence"
+    return (*stream.finish(), source)
 
 
 def _clip_info(

@@ -10,6 +10,7 @@ import torch
 from inference.media import (
     CHUNK_SAMPLES,
     DecodeOptions,
+    LogMelStream,
     fit_audio,
     load_audio_file,
     load_media,
@@ -18,6 +19,7 @@ from inference.media import (
 )
 
 SR = 16000
+KEEP = DecodeOptions(keep_waveform=True)
 
 
 @pytest.mark.parametrize(
@@ -70,9 +72,9 @@ def test_silence_spectrogram_is_constant():
 
 
 def test_clip_without_audio_gets_silence(silent_clip):
-    inputs = load_media(silent_clip)
+    inputs = load_media(silent_clip, options=KEEP)
     assert (inputs.clip.has_audio, inputs.audio_source) == (False, "silence")
-    assert inputs.audio_samples == 48000 and not inputs.waveform.any()
+    assert inputs.audio_samples == 48000 and len(inputs.waveform) == 48000 and not inputs.waveform.any()
     assert torch.equal(inputs.spectrogram, torch.full((1, 128, 3000), -1.5))
 
 
@@ -103,8 +105,8 @@ def dominant_hz(wave: np.ndarray) -> float:
 
 def test_stereo_mix_and_first_channel(short_clip):
     """The test clip has 440 Hz on the left and 660 Hz on the right."""
-    mixed = load_media(short_clip).waveform
-    first = load_media(short_clip, options=DecodeOptions(stereo="first")).waveform
+    mixed = load_media(short_clip, options=KEEP).waveform
+    first = load_media(short_clip, options=DecodeOptions(stereo="first", keep_waveform=True)).waveform
     assert dominant_hz(first[SR:]) == pytest.approx(440, abs=2)
     spectrum = np.abs(np.fft.rfft(mixed[SR:]))
     freqs = np.fft.rfftfreq(len(mixed[SR:]), 1 / SR)
@@ -120,7 +122,7 @@ def test_separate_wav_is_channel_0_unchanged(short_clip, tmp_path):
     sf.write(wav, stereo, SR, subtype="PCM_16")
     expected = sf.read(wav)[0][:, 0]  # what the official loader computes
     assert np.array_equal(load_audio_file(wav), expected.astype(np.float32))
-    inputs = load_media(short_clip, audio_path=wav)
+    inputs = load_media(short_clip, audio_path=wav, options=KEEP)
     assert (inputs.audio_source, inputs.clip.has_audio, inputs.audio_samples) == ("file", True, 2 * SR)
     assert np.array_equal(inputs.waveform, expected.astype(np.float32))
 
@@ -132,3 +134,29 @@ def test_separate_audio_at_another_rate_is_resampled(tmp_path):
     wave = load_audio_file(wav)
     assert abs(len(wave) - 2 * SR) <= 32
     assert dominant_hz(wave) == pytest.approx(500, abs=2)
+
+
+@pytest.mark.parametrize(
+    ("samples", "real_time", "pieces"),
+    [
+        (0, 2.5, 1),  # no audio: zeros of the clip's length
+        (8000, 3.0, 3),  # short audio: padded to 1 s
+        (CHUNK_SAMPLES, 30.0, 7),  # exactly one chunk
+        (CHUNK_SAMPLES * 2 + 5, 61.0, 11),  # a 5-sample last chunk, normalised on its own
+        (1_200_000, 70.47, 13),  # cut at the clip (1,127,520 samples)
+    ],
+)
+def test_streamed_log_mel_equals_the_whole_wave(samples, real_time, pieces):
+    """Audio streamed in uneven pieces gives exactly the whole-array result."""
+    wave = (0.1 * np.random.default_rng(samples).standard_normal(samples)).astype(np.float32)
+    stream = LogMelStream(real_time, keep_waveform=True)
+    for piece in np.array_split(wave, pieces):
+        stream.add(piece)
+    spectrogram, count, kept = stream.finish()
+    expected_wave = fit_audio(wave, real_time)
+    assert count == len(expected_wave) and np.array_equal(kept, expected_wave)
+    assert torch.equal(spectrogram, log_mel(expected_wave))
+
+
+def test_waveform_is_kept_only_on_request(short_clip):
+    assert load_media(short_clip).waveform is None

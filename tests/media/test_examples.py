@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from examples.make_examples import EXAMPLES, QUESTIONS, ensure_examples, questions
-from inference.media import load_media
+from inference.media import DecodeOptions, load_media
 
 SR = 16000
 
@@ -17,7 +17,7 @@ SR = 16000
 def examples(tmp_path_factory):
     folder = tmp_path_factory.mktemp("examples")
     paths = ensure_examples(folder)
-    return {path.name: load_media(path) for path in paths}
+    return {path.name: load_media(path, options=DecodeOptions(keep_waveform=True)) for path in paths}
 
 
 def test_committed_questions_match_the_script():

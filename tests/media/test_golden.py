@@ -16,18 +16,19 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from inference.media import PIXEL_LUT, llm_token_cost, load_media, to_pixel_values
+from inference.media import PIXEL_LUT, DecodeOptions, llm_token_cost, load_media, to_pixel_values
 
 
 @pytest.fixture(scope="module")
 def clip_inputs(official_tiny):
-    return load_media(official_tiny / "data" / "clip.mp4")
+    return load_media(official_tiny / "data" / "clip.mp4", options=DecodeOptions(keep_waveform=True))
 
 
 @pytest.fixture(scope="module")
 def wav_inputs(official_tiny):
     data = official_tiny / "data"
-    return load_media(data / "clip.mp4", audio_path=data / "clip_16k_mono.wav")
+    keep = DecodeOptions(keep_waveform=True)
+    return load_media(data / "clip.mp4", audio_path=data / "clip_16k_mono.wav", options=keep)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.media import load_media, probe_clip
+from inference.media import DecodeOptions, load_media, probe_clip
 
 pytestmark = pytest.mark.shared_clips
 
@@ -26,6 +26,7 @@ EXPECTED = {
     "nextqa_1.mp4": (729, 24.0, (640, 1138), True, spread(729), 485_947, 2, 11220),
     "Lark20250826-101931.mp4": (473, 22.48, (640, 480), True, list(range(0, 473, 11)), 336_225, 1, 7998),
 }
+
 
 @pytest.fixture(scope="module")
 def load(shared_clips):
@@ -70,9 +71,11 @@ def test_frames_equal_decord(shared_clips, load, name):
     assert np.array_equal(inputs.frames, resized)
 
 
-def test_standup_with_its_official_wav(shared_clips, load):
-    inputs = load_media(shared_clips / "standup_1.mp4", audio_path=shared_clips / "standup_1_16k_mono.wav")
+def test_standup_with_its_official_wav(shared_clips):
+    keep = DecodeOptions(keep_waveform=True)
+    wav = shared_clips / "standup_1_16k_mono.wav"
+    inputs = load_media(shared_clips / "standup_1.mp4", audio_path=wav, options=keep)
     assert inputs.audio_samples == 730_330  # the official cut at round(16000 * 45.6456)
     assert inputs.audio_source == "file"
-    container = load("standup_1.mp4")
+    container = load_media(shared_clips / "standup_1.mp4", options=keep)
     assert np.abs(container.waveform - inputs.waveform).max() <= 1 / 32768 + 1e-9
