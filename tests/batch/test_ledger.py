@@ -9,20 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.batch import (
-    BatchError,
-    BatchSettings,
-    Ledger,
-    LedgerWatcher,
-    RankReport,
-    append_line,
-    plan_items,
-    plan_run,
-    read_manifest,
-    shard,
-    summarize,
-    work_through,
-)
+from inference.batch import RankReport, work_through
+from inference.batch_items import BatchError, BatchSettings, plan_items, read_manifest, shard
+from inference.batch_ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize
 from inference.errors import MediaNotFoundError
 from inference.trace import ClipInfo, Step, Trace
 from tests.batch.conftest import write_manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.batch import (
+from inference.batch_items import (
     BatchError,
     BatchSettings,
     ManifestEntry,
