@@ -86,6 +86,9 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
         build_user_text(kind, question, options)
     except PromptError as exc:
         problem = f"{where}: {exc}"
+    if not question.strip():  # a clip listed without a question (as in ../shared/clips)
+        problem = f'{where}: no question; add one, or "prompt": "synthdec" for the SynthDec yes/no question'
+
     reference = raw.get("reference_answer")
     if reference is not None and not isinstance(reference, str):
         raise BatchError(f"{where}: reference_answer must be a string or null")

@@ -129,7 +129,12 @@ class Ledger:
         path = self.out / "run.json"
         wanted = asdict(settings)
         if path.exists():
-            stored = json.loads(path.read_text(encoding="utf-8")).get("settings", {})
+            try:
+                stored = json.loads(path.read_text(encoding="utf-8"))["settings"]
+            except (OSError, ValueError, KeyError, TypeError):
+                raise BatchError(
+                    f"{path} cannot be read as a batch run's settings; pass another --out"
+                ) from None
             stored_norm = json.loads(canonical_json(stored))
             wanted_norm = json.loads(canonical_json(wanted))
             if stored_norm != wanted_norm:

@@ -189,3 +189,14 @@ def test_the_watcher_counts_only_lines_appended_after_it_started(tmp_path, items
     run_rank(ledger, items, plan["pending"][6:], 0, 1)  # two failures
     assert watcher.poll() == 3
     ledger.unlock()
+
+
+def test_an_unreadable_run_file_is_an_error(tmp_path, items):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run.json").write_text("{half")
+    with pytest.raises(BatchError) as caught:
+        plan_run(Ledger(tmp_path / "out"), SETTINGS, items, tmp_path / "m.jsonl")
+    assert (
+        str(caught.value)
+        == f"{tmp_path / 'out' / 'run.json'} cannot be read as a batch run's settings; pass another --out"
+    )

@@ -90,7 +90,7 @@ def test_an_entry_no_prompt_can_be_made_from_carries_its_reason(tmp_path):
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", rows)
     assert [e.problem for e in read_manifest(manifest)] == [
-        "manifest line 1: the question is empty; type a question",
+        'manifest line 1: no question; add one, or "prompt": "synthdec" for the SynthDec yes/no question',
         "manifest line 2: the direct prompt needs answer options; add options or use the reasoning prompt",
         None,
     ]
