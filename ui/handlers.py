@@ -12,12 +12,14 @@ the app keeps serving.
 import dataclasses
 import functools
 import inspect
+import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
+from gradio.components.plot import PlotData
 
 from annotation_db import StoreError
 from inference.errors import UserError
@@ -72,6 +74,11 @@ def shown_errors(fn: Callable) -> Callable:
             raise _as_gradio_error(exc) from exc
 
     return wrapper
+
+
+def plot(figure: dict) -> PlotData:
+    """A figure in plotly's JSON form (``ui.render``) as gr.Plot's value, passed through as it is."""
+    return PlotData(type="plotly", plot=json.dumps(figure))
 
 
 def _step_count(view: TraceView) -> int:
@@ -246,8 +253,8 @@ class Handlers:
             render.steps_html(stored["steps"], 0, spans=spans),
             render.answer_html(stored["answer"], stored.get("reference_answer")),
             render.step_info(stored["steps"], 0, None) if stored["steps"] else "The model gave no steps.",
-            render.scores_figure(stored["steps"]),
-            render.kl_figure(stored["steps"]),
+            plot(render.scores_figure(stored["steps"])),
+            plot(render.kl_figure(stored["steps"])),
             time.time(),
         )
 
@@ -285,7 +292,10 @@ class Handlers:
 
     def _labeled_outputs(self, view: TraceView, k: int, message: str):
         """After a label or an undo: the step outputs and the score chart (coloured by label)."""
-        return (*self._step_outputs(view, k, message), render.scores_figure(view.trace["steps"], view.mine))
+        return (
+            *self._step_outputs(view, k, message),
+            plot(render.scores_figure(view.trace["steps"], view.mine)),
+        )
 
     @shown_errors
     def show_step(
@@ -446,8 +456,8 @@ class Handlers:
             trace["id"],
             render.answer_html(trace["answer"], trace.get("reference_answer")),
             status,
-            render.scores_figure(trace["steps"], view.mine),
-            render.kl_figure(trace["steps"]),
+            plot(render.scores_figure(trace["steps"], view.mine)),
+            plot(render.kl_figure(trace["steps"])),
             *self._step_outputs(view, first, load_video=True),
         )
 
@@ -481,7 +491,7 @@ class Handlers:
         return (
             render.stats_markdown(stats, progress),
             render.agreement_rows(stats),
-            render.calibration_figure(stats),
+            plot(render.calibration_figure(stats)),
             render.progress_rows(progress),
         )
 

@@ -109,10 +109,18 @@ def test_tables_are_whole_rows():
 def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
     steps = [step(0, "a", score=0.1), step(1, "b", score=0.4, top_t=True), step(2, "c", score=0.2)]
     fig = render.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
-    bar = fig.data[0]
-    assert list(bar.x) == [1, 2, 3] and list(bar.y) == [0.1, 0.4, 0.2]
-    assert list(bar.marker.color) == ["#2e7d32", "#c62828", "#9e9e9e"]
-    assert list(bar.marker.line.color) == ["rgba(0,0,0,0)", "#000", "rgba(0,0,0,0)"]
+    (bar,) = fig["data"]
+    assert (bar["type"], bar["x"], bar["y"]) == ("bar", [1, 2, 3], [0.1, 0.4, 0.2])
+    assert bar["marker"]["color"] == ["#2e7d32", "#c62828", "#9e9e9e"]
+    assert bar["marker"]["line"]["color"] == ["rgba(0,0,0,0)", "#000", "rgba(0,0,0,0)"]
+    assert bar["hovertext"][0] == "a<br>accept"
+
+
+def test_scores_figure_marks_each_perturbation_when_there_are_several():
+    steps = [step(0, "<a>", score=0.1, scores={"noise": 0.1, "mute": 0.3})]
+    fig = render.scores_figure(steps)
+    assert [(t["name"], t["y"]) for t in fig["data"][1:]] == [("mute", [0.3]), ("noise", [0.1])]
+    assert fig["data"][0]["hovertext"] == ["&lt;a&gt;<br>unlabeled"]
 
 
 def test_kl_figure_runs_along_the_reasoning_coloured_by_step_current_step_larger():
@@ -121,12 +129,12 @@ def test_kl_figure_runs_along_the_reasoning_coloured_by_step_current_step_larger
         step(1, "b"),
         step(2, "c", token_kl=[0.3]),
     ]
-    (line,) = render.kl_figure(steps, current=2).data
-    assert (list(line.x), list(line.y)) == ([0, 1, 2], [0.1, 0.2, 0.3])
-    assert list(line.marker.size) == [5, 5, 9]
-    assert list(line.marker.color) == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
-    assert list(line.hovertext) == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
-    assert render.kl_figure([step(0, "a")]).layout.annotations[0].text == "no token KL (not scored)"
+    (line,) = render.kl_figure(steps, current=2)["data"]
+    assert (line["x"], line["y"]) == ([0, 1, 2], [0.1, 0.2, 0.3])
+    assert line["marker"]["size"] == [5, 5, 9]
+    assert line["marker"]["color"] == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
+    assert line["hovertext"] == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
+    assert render.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
 
 
 def test_calibration_figure_plots_reject_rate_per_decile():
@@ -154,6 +162,14 @@ def test_calibration_figure_plots_reject_rate_per_decile():
         }
     }
     fig = render.calibration_figure(stats)
-    assert list(fig.data[0].y) == [0.0, 0.5]
-    assert fig.layout.title.text == "Reject rate by score decile (AUROC 0.75)"
-    assert len(render.calibration_figure({}).data) == 0
+    assert fig["data"][0]["y"] == [0.0, 0.5]
+    assert fig["layout"]["title"]["text"] == "Reject rate by score decile (AUROC 0.75)"
+    assert render.calibration_figure({})["data"] == []
+
+
+def test_figures_are_valid_plotly():
+    import plotly.graph_objects as go
+
+    steps = [step(0, "a", score=0.1, scores={"noise": 0.1, "mute": 0.2}, token_kl=[0.1], kl_tokens=["a"])]
+    for fig in (render.scores_figure(steps), render.kl_figure(steps, 0), render.calibration_figure({})):
+        go.Figure(fig)  # raises on any field plotly does not know
