@@ -186,7 +186,7 @@ def load_llm(checkpoint_dir: Path, config: dict[str, Any], settings: LoadSetting
     from transformers import Qwen2ForCausalLM
 
     quant = settings.quantization
-    qconf = quantization_config(quant, torch.bfloat16 if device == "cuda" else dtype)
+    qconf = quantization_config(quant, torch.bfloat16 if device.startswith("cuda") else dtype)
     # The encoders' tensors in the same file are "unexpected" to Qwen2ForCausalLM: we read them
     # ourselves below, so silence transformers' report of them and check the LLM keys here.
     with _quiet_transformers():
@@ -232,11 +232,11 @@ def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
     device = resolve_device(settings.device)
     quant = settings.quantization
     if quant == "auto":
-        quant = "4bit" if device == "cuda" else "none"
+        quant = "4bit" if device.startswith("cuda") else "none"
     if quant not in QUANTIZATIONS:
         raise CheckpointError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quant!r}")
     if settings.dtype == "auto":
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     else:
         dtype = getattr(torch, settings.dtype)
     settings = LoadSettings(**{**settings.__dict__, "quantization": quant})

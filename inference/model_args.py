@@ -44,7 +44,7 @@ def choose_checkpoint(checkpoint: str | None, device: str, log=None) -> str:
 
     if checkpoint and checkpoint != "tiny":
         return checkpoint
-    if checkpoint != "tiny" and resolve_device(device) == "cuda":
+    if checkpoint != "tiny" and resolve_device(device).startswith("cuda"):
         return RELEASED_CHECKPOINT
     from inference.tiny import default_tiny_checkpoint
 
