@@ -74,6 +74,11 @@ def pair_inputs(model, features: FeatureCache, pair: PairExample) -> PairInputs:
     )
 
 
+def reference_key(pair: PairExample) -> tuple:
+    """Everything the reference log-probs of a pair depend on."""
+    return (pair.video_sha256, pair.prompt_ids, pair.context_ids, pair.chosen_ids, pair.rejected_ids)
+
+
 def candidate_logps(scorer, inputs: PairInputs) -> tuple[torch.Tensor, torch.Tensor]:
     """(log pi(chosen), log pi(rejected)) as 0-d tensors from one packed pass of ``scorer``."""
     token = scorer(inputs.embeds, inputs.position_ids, inputs.masks, inputs.rows, inputs.targets)
@@ -131,7 +136,9 @@ class PDPOTrainer:
         self.scorer, self.optimizer = self.accelerator.prepare(
             scorer, optimizer, device_placement=[False, False]
         )
-        self._ref: dict[int, tuple[float, float]] = {}
+        # Keyed by the pair's content (what the log-probs depend on), not its index: train and
+        # held-out files both number their records from 0.
+        self._ref: dict[tuple, tuple[float, float]] = {}
         self.step = 0
         self.history: list[dict[str, Any]] = []
 
@@ -149,12 +156,13 @@ class PDPOTrainer:
 
     def reference_logps(self, pair: PairExample, inputs: PairInputs | None = None) -> tuple[float, float]:
         """log pi_ref of (chosen, rejected): the base model, adapters off; cached per pair."""
-        if pair.index not in self._ref:
+        key = reference_key(pair)
+        if key not in self._ref:
             inputs = inputs or self.inputs(pair)
             with reference(self.llm):
                 chosen, rejected = self._logps(self.accelerator.unwrap_model(self.scorer), inputs)
-            self._ref[pair.index] = (float(chosen), float(rejected))
-        return self._ref[pair.index]
+            self._ref[key] = (float(chosen), float(rejected))
+        return self._ref[key]
 
     def policy_logps(self, pair: PairExample, inputs: PairInputs | None = None, grad: bool = True):
         """log pi_theta of (chosen, rejected) as 0-d tensors (with a graph when ``grad``)."""

@@ -34,6 +34,14 @@ def test_fresh_adapter_policy_equals_reference_and_loss_is_log_2(fresh_tiny, tin
             plain = candidate_logps(base, pair_inputs(tiny_model.model, trainer.features, pair))
         torch.testing.assert_close(torch.tensor(ref), torch.stack(plain), atol=1e-5, rtol=0)
     torch.testing.assert_close(losses.loss, torch.full((3,), math.log(2)))
+    # another file numbers its records from 0 too: its pair 0 gets its own reference
+    other = load_pairs(toy_pairs["train"], fresh_tiny.tokenizer).pairs[0]
+    assert other.index == pairs[0].index == 0
+    with torch.no_grad():
+        own = candidate_logps(base, pair_inputs(tiny_model.model, trainer.features, other))
+    torch.testing.assert_close(
+        torch.tensor(trainer.reference_logps(other)), torch.stack(own), atol=1e-5, rtol=0
+    )
     assert trainer.evaluate(pairs) == {
         "pairs": 3,
         "loss": losses.loss.mean().item(),
