@@ -4,6 +4,7 @@ one plain decode of the video (the floor for long-GOP H.264) and a naive pipelin
     .venv/bin/python bench/media.py             # the figures in bench/RESULTS.md
     .venv/bin/python bench/media.py --quick     # the generated 720p 30 s clip only
     .venv/bin/python bench/media.py --ablate    # also ours without each speed-up
+    .venv/bin/python bench/media.py --torch-threads 1   # as the app and batch run on a shared CPU
 
 Clips: the 30 s and 70 s real clips of ../shared/clips (skipped where absent), and two generated
 ones (bench/out/, written on first use: 1280x720, 30 fps, x264 superfast with B-frames and its
@@ -222,10 +223,9 @@ def child_memory(mode: str, path: Path, cap_gb: float) -> dict:
 # --- orchestration -------------------------------------------------------------------------------
 
 
-def run_child(*args: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", *args], capture_output=True, text=True, cwd=REPO, timeout=3600
-    )
+def run_child(*args: str, torch_threads: int = 0) -> dict:
+    cmd = [sys.executable, __file__, "--torch-threads", str(torch_threads), "--child", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=3600)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
         return {"error": lines[-1] if lines else f"rc {done.returncode}"}
@@ -284,8 +284,13 @@ def main() -> int:
     parser.add_argument("--ablate", action="store_true")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--naive-cap-gb", type=float, default=6.0)
+    parser.add_argument("--torch-threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)  # the log-mel's STFTs run on torch threads
     if args.child:
         kind, path, *rest = args.child
         if kind == "timing":
@@ -296,13 +301,17 @@ def main() -> int:
         return 0
 
     clips = clip_list(args.quick)
-    print(f"Machine: {machine()}. Load average at start {os.getloadavg()[0]:.1f}.\n")
+    print(f"Machine: {machine()}. Load average at start {os.getloadavg()[0]:.1f}.")
+    print(f"torch threads: {args.torch_threads or 'default'}.\n")
     variants = ["plain", "ours"] + ([f"ours:{a}" for a in ABLATIONS] if args.ablate else [])
     rows, details = [], []
     for label, path in clips:
-        timing = run_child("timing", str(path), *variants, "--repeat", str(args.repeat))
-        memory = run_child("ours", str(path))
-        naive = run_child("naive", str(path), "--naive-cap-gb", str(args.naive_cap_gb))
+        threads = args.torch_threads
+        timing = run_child(
+            "timing", str(path), *variants, "--repeat", str(args.repeat), torch_threads=threads
+        )
+        memory = run_child("ours", str(path), torch_threads=threads)
+        naive = run_child("naive", str(path), "--naive-cap-gb", str(args.naive_cap_gb), torch_threads=threads)
         if "error" in timing:
             rows.append(f"| {label} | error: {timing['error']} | | | | |")
             continue

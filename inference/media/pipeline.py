@@ -147,7 +147,9 @@ def load_media(
 
 
 def _audio_features(clip: OpenedClip, extra: np.ndarray | None, real_time: float, options: DecodeOptions):
-    """-> (spectrogram, audio samples, waveform or None, source)."""
+    """-> (spectrogram, audio samples, waveform or None, source). Runs on the side thread, with
+    the process's torch thread setting (``torch.set_num_threads`` is process-wide: not ours to
+    change; on a shared CPU the app and the batch command set 1)."""
     stream = LogMelStream(real_time, options.keep_waveform)
     if extra is not None:
         stream.add(extra)
