@@ -29,11 +29,12 @@ class MediaLimits:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How frames and audio are read. None of these change the result for ordinary clips."""
+    """How frames and audio are read. The first four change only the work, never the pixels;
+    ``apply_rotation`` and ``stereo`` choose between documented behaviours."""
 
     threads: int = 0  # decoder threads, 0 = FFmpeg's choice (one per core)
     skip_nonref: bool = True  # frames nothing refers to and we do not sample are never decoded
-    seek: bool = True  # jump to the keyframe before a sample when a whole GOP lies between
+    seek: bool = True  # once a GOP's samples are decoded, jump to the next GOP holding one
     convert_threads: int = 1  # RGB + resize of sampled frames beside the decoder (0 = inline)
     apply_rotation: bool = True  # turn frames upright as a player would (decord 0.6.0 does not)
     # Stereo container audio: "mix" averages the channels exactly as ``ffmpeg -ac 1 -ar 16000``
