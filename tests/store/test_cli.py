@@ -15,7 +15,7 @@ from annotation_db import Store
 from annotation_db.cli import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
-DOC = REPO / "annotation_db" / "README.md"
+DOC = REPO / "README.md"
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:
