@@ -56,7 +56,11 @@ class TokenPicker:
         if not s.do_sample:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / max(s.temperature, 1e-5), dim=-1)
-        sorted_probs, order = torch.sort(probs, descending=True)
+        # The nucleus almost always lies in the top few thousand tokens: take those (a partial
+        # sort) and fall back to the full 151k sort only when they do not reach top_p. Exact.
+        sorted_probs, order = torch.topk(probs, min(4096, probs.numel()))
+        if float(sorted_probs.sum()) < s.top_p:
+            sorted_probs, order = torch.sort(probs, descending=True)
         cumulative = torch.cumsum(sorted_probs, dim=-1)
         keep = cumulative - sorted_probs < s.top_p  # always keeps the most likely token
         sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
@@ -292,10 +296,12 @@ def stream_reasoning(
     yield DoneEvent(trace)
 
 
-def run_reasoning(loaded, media, request: ReasoningRequest, clip: ClipInfo | None = None) -> Trace:
+def run_reasoning(
+    loaded, media, request: ReasoningRequest, clip: ClipInfo | None = None, encoded=None
+) -> Trace:
     """The whole Trace at once (for batch runs and the CLI)."""
     trace = None
-    for event in stream_reasoning(loaded, media, request, clip=clip):
+    for event in stream_reasoning(loaded, media, request, clip=clip, encoded=encoded):
         if isinstance(event, DoneEvent):
             trace = event.trace
     assert trace is not None

@@ -63,12 +63,16 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         ),
     )
-    trace = run_reasoning(loaded, media, request)
+    # Encode the clip once: generation and scoring both start from the same clean AV block.
+    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, media.real_time)
+    trace = run_reasoning(loaded, media, request, encoded=encoded)
     if args.score:
         from inference.scoring import score_trace
 
         names = [p.strip() for p in args.perturb.split(",") if p.strip()]
-        score_trace(loaded, media, trace, perturbations=names, top_t=args.top_t, seed=args.seed)
+        score_trace(
+            loaded, media, trace, perturbations=names, top_t=args.top_t, seed=args.seed, encoded=encoded
+        )
     trace.clip.path = str(args.video)
     text = trace.to_json(indent=2)
     if args.out:
