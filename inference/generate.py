@@ -56,11 +56,7 @@ class TokenPicker:
         if not s.do_sample:
             return int(torch.argmax(logits))
         probs = torch.softmax(logits / max(s.temperature, 1e-5), dim=-1)
-        # The nucleus almost always lies in the top few thousand tokens: take those (a partial
-        # sort) and fall back to the full 151k sort only when they do not reach top_p. Exact.
-        sorted_probs, order = torch.topk(probs, min(4096, probs.numel()))
-        if float(sorted_probs.sum()) < s.top_p:
-            sorted_probs, order = torch.sort(probs, descending=True)
+        sorted_probs, order = torch.sort(probs, descending=True)
         cumulative = torch.cumsum(sorted_probs, dim=-1)
         keep = cumulative - sorted_probs < s.top_p  # always keeps the most likely token
         sorted_probs = torch.where(keep, sorted_probs, torch.zeros_like(sorted_probs))
