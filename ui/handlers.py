@@ -128,6 +128,8 @@ class Handlers:
         if name:
             return gr.update(value=name, interactive=False), f"Labeling as **{render.esc(name)}** (signed in)"
         saved = (saved_name or "").strip()
+        if not saved:  # leave alone what may have been typed while the page was loading
+            return gr.update(), gr.update()
         return gr.update(value=saved), self.who_line(saved)
 
     def who_line(self, name: str | None) -> str:

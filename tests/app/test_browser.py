@@ -88,6 +88,14 @@ def test_upload_and_analyze_shows_the_steps(page, app, clip, tmp_path):
     assert page.locator("#steps .step").count() == len(stored["steps"])
     assert page.locator("#step-0 .step-text").inner_text() == stored["steps"][0]["text"]
     assert page.locator("#answer").inner_text().startswith("Answer")
+    # the score chart (one bar per step) and the token KL curve are drawn
+    page.wait_for_selector("#scores-plot .js-plotly-plot .bars")
+    page.wait_for_selector("#kl-plot .js-plotly-plot .scatterlayer")
+    assert page.locator("#scores-plot .bars .point").count() == len(stored["steps"])
+    # the score chart (one bar per step) and the token KL curve are drawn
+    page.wait_for_selector("#scores-plot .js-plotly-plot .bars")
+    page.wait_for_selector("#kl-plot .js-plotly-plot .scatterlayer")
+    assert page.locator("#scores-plot .bars .point").count() == len(stored["steps"])
     assert screenshot(page, tmp_path, "analyze.png").stat().st_size > 0
 
 
@@ -133,3 +141,8 @@ def test_model_text_is_text_and_keys_label_the_steps(page, app, clip, tmp_path):
     page.click("#step-2 button.seek")
     page.wait_for_function("Math.abs(document.querySelector('#player video').currentTime - 1.0) < 0.05")
     assert screenshot(page, tmp_path, "label.png").stat().st_size > 0
+
+    # the name is kept in the browser: a reload asks for nothing
+    page.reload(wait_until="load")
+    page.wait_for_selector("#who:has-text('Labeling as zoe')")
+    assert page.locator("#annotator textarea, #annotator input").first.input_value() == "zoe"
