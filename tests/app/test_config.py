@@ -113,3 +113,20 @@ def test_cpu_threads_leave_a_core_for_the_page(monkeypatch):
     assert set_cpu_threads(AppConfig(device="cpu", torch_threads=0)) is None
     assert set_cpu_threads(AppConfig(device="cuda")) is None
     assert calls == [3, 2]
+
+
+def test_a_loaded_model_is_kept_out_of_the_garbage_collectors_walks():
+    import gc
+
+    from ui.services import ModelHolder
+
+    class Loaded:
+        def describe(self):
+            return {}
+
+    gc.unfreeze()
+    holder = ModelHolder(AppConfig(), loader=Loaded)
+    assert gc.get_freeze_count() == 0
+    assert isinstance(holder.get(), Loaded) and holder.state == "ready"
+    assert gc.get_freeze_count() > 0
+    gc.unfreeze()
