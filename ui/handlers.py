@@ -154,7 +154,7 @@ class Handlers:
         hint = "" if free else "SynthDec asks a fixed question: is the video AI-generated? (YES / NO)"
         return (
             gr.update(interactive=free, placeholder=hint or "Ask about the clip"),
-            gr.update(interactive=free and kind != "none"),
+            gr.update(interactive=free),
         )
 
     @shown_errors
@@ -176,7 +176,8 @@ class Handlers:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio injects progress)
     ):
         """Stream an analysis: status, then each step as it is decoded, the answer, the scores.
-        Outputs: status, trace id, step index, steps, answer, step info, scores, token KL, started."""
+        Outputs: status, trace id, step index, steps, answer, step info, scores, token KL,
+        started, alternatives (HTML, choices: emptied for the new trace)."""
         request = AnalysisRequest(
             video=video or "",
             question=(question or "").strip(),
@@ -195,29 +196,31 @@ class Handlers:
         self.studio.check_request(request)
         steps: list[dict] = []
         answer: dict | None = None
+        trace = None
         started = time.perf_counter()
-        timeline: list[str] = []
 
         def status(text: str) -> str:
             return f'<div class="status">{render.esc(text)}</div>'
 
-        def frame(stage_text: str, streaming: bool = True, extra: tuple = ()):
-            info = f"{len(steps)} step{'s' if len(steps) != 1 else ''} so far" if streaming else ""
+        def frame(stage_text: str):
+            """An update while the analysis runs: status, the steps so far, the answer."""
             return (
                 status(stage_text),
                 gr.update(),
                 gr.update(),
-                render.steps_html(steps, None, streaming=streaming, show_labels=False),
+                render.steps_html(steps, None, streaming=True, show_labels=False),
                 render.answer_html(answer, request.reference_answer, pending=answer is None and bool(steps)),
-                info,
-                *(extra or (gr.update(), gr.update())),
+                f"{len(steps)} step{'s' if len(steps) != 1 else ''} so far",
+                gr.update(),
+                gr.update(),
+                gr.update(),
+                gr.update(),
                 gr.update(),
             )
 
         progress(0.01, desc="Decoding the clip")
         yield frame("Decoding the clip\u2026")
         media = self.studio.load_media(request.video)
-        timeline.append(f"decode {time.perf_counter() - started:.1f} s")
         for event in self.studio.reason(media, request):
             if isinstance(event, Stage):
                 progress(event.fraction, desc=event.message)
@@ -233,6 +236,8 @@ class Handlers:
                 )
             elif isinstance(event, Finished):
                 trace = event.trace
+        if trace is None:
+            raise AppError("the analysis ended without a result; see the server log")
         progress(0.97, desc="Saving the trace")
         stored = self.studio.save_trace(trace, media)
         t = trace.timings
@@ -258,6 +263,8 @@ class Handlers:
             plot(render.scores_figure(stored["steps"])),
             plot(render.kl_figure(stored["steps"])),
             time.time(),
+            render.alternatives_html([]),
+            gr.update(choices=[], value=None),
         )
 
     # ------------------------------------------------------------------ the trace view

@@ -323,10 +323,10 @@ def scores_figure(steps: Sequence[Mapping[str, Any]], mine: Mapping[int, Mapping
     )
 
 
-def kl_figure(steps: Sequence[Mapping[str, Any]], current: int | None = None):
-    """The per-token KL along the whole reasoning: one line, markers coloured by step (the
-    current step's markers larger), each token's text on hover."""
-    x, y, hover, colour, size = [], [], [], [], []
+def kl_figure(steps: Sequence[Mapping[str, Any]]):
+    """The per-token KL along the whole reasoning: one line, markers coloured by step, each
+    token's text on hover. (Drawn once per trace: the step list shows which step is current.)"""
+    x, y, hover, colour = [], [], [], []
     for step in steps:
         kls = step.get("token_kl") or []
         pieces = step.get("kl_tokens") or [""] * len(kls)
@@ -336,7 +336,6 @@ def kl_figure(steps: Sequence[Mapping[str, Any]], current: int | None = None):
             y.append(value)
             hover.append(f"step {k + 1}: {esc(piece)}")
             colour.append(STEP_COLOURS[k % len(STEP_COLOURS)])
-            size.append(9 if k == current else 5)
     if not x:
         return _figure("Per-token KL", [], "no token KL (not scored)")
     data = [
@@ -346,7 +345,7 @@ def kl_figure(steps: Sequence[Mapping[str, Any]], current: int | None = None):
             "y": y,
             "mode": "lines+markers",
             "line": {"color": "#9e9e9e", "width": 1},
-            "marker": {"color": colour, "size": size},
+            "marker": {"color": colour, "size": 5},
             "hovertext": hover,
             "hoverinfo": "y+text",
             "name": "token KL",

@@ -123,15 +123,14 @@ def test_scores_figure_marks_each_perturbation_when_there_are_several():
     assert fig["data"][0]["hovertext"] == ["&lt;a&gt;<br>unlabeled"]
 
 
-def test_kl_figure_runs_along_the_reasoning_coloured_by_step_current_step_larger():
+def test_kl_figure_runs_along_the_reasoning_coloured_by_step():
     steps = [
         step(0, "a", token_kl=[0.1, 0.2], kl_tokens=["x", "<y>"]),
         step(1, "b"),
         step(2, "c", token_kl=[0.3]),
     ]
-    (line,) = render.kl_figure(steps, current=2)["data"]
+    (line,) = render.kl_figure(steps)["data"]
     assert (line["x"], line["y"]) == ([0, 1, 2], [0.1, 0.2, 0.3])
-    assert line["marker"]["size"] == [5, 5, 9]
     assert line["marker"]["color"] == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
     assert line["hovertext"] == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
     assert render.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
@@ -171,5 +170,5 @@ def test_figures_are_valid_plotly():
     import plotly.graph_objects as go
 
     steps = [step(0, "a", score=0.1, scores={"noise": 0.1, "mute": 0.2}, token_kl=[0.1], kl_tokens=["a"])]
-    for fig in (render.scores_figure(steps), render.kl_figure(steps, 0), render.calibration_figure({})):
+    for fig in (render.scores_figure(steps), render.kl_figure(steps), render.calibration_figure({})):
         go.Figure(fig)  # raises on any field plotly does not know
