@@ -36,7 +36,8 @@ class PDPOConfig:
     warmup_ratio: float = 0.1  # linear warmup over this share of the steps, then linear decay to 0
     epochs: int = 1  # passes over the pairs (~200k pairs in the paper: one pass is plenty)
     max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
-    batch_pairs: int = 8  # pairs per optimizer step, accumulated one pair at a time (11k-token clips)
+    batch_pairs: int = 8  # pairs per optimizer step (and at most per packed forward)
+    group_by_clip: bool = True  # each batch from one clip's pairs: one packed pass over the clip per step
     max_grad_norm: float = 1.0  # clip the LoRA gradient norm: DPO margins can spike early
     seed: int = 0  # seeds LoRA init, pair order and dropout
     quantization: str = "auto"  # "4bit" (QLoRA, default on CUDA) | "8bit" | "none" (default on CPU)

@@ -211,6 +211,8 @@ def load_pairs(
         reason = None
         if pair.pair_type not in wanted:
             reason = f"pair_type {pair.pair_type} not selected"
+        elif not pair.chosen_ids or not pair.rejected_ids:
+            reason = "a candidate has no text"
         elif pair.chosen_ids == pair.rejected_ids:
             reason = "chosen and rejected are the same text"
         if reason:

@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--max-steps", type=int, default=None)
     parser.add_argument("--batch-pairs", type=int, default=d.batch_pairs, help="pairs per optimizer step")
+    parser.add_argument(
+        "--no-group-by-clip",
+        action="store_true",
+        help="batches of pairs drawn from all clips (slower: one pass over a clip per pair)",
+    )
     parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--lora-r", type=int, default=lora.r)
@@ -85,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> PDPOConfig:
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_pairs=args.batch_pairs,
+        group_by_clip=not args.no_group_by_clip,
         max_grad_norm=args.max_grad_norm,
         seed=args.seed,
         quantization=args.quantization,
@@ -194,7 +200,10 @@ def run(args: argparse.Namespace) -> int:
     if accelerator.is_main_process and log_file.exists():
         log_file.unlink()
     trainer = PDPOTrainer(loaded, config, features, accelerator, log=say, log_file=log_file)
-    summary = trainer.train(train_set.pairs, eval_set.pairs if eval_set else ())
+    try:
+        summary = trainer.train(train_set.pairs, eval_set.pairs if eval_set else ())
+    except ValueError as exc:  # e.g. fewer pairs than processes
+        raise UserError(str(exc)) from exc
     trainer.save(out)
     if accelerator.is_main_process:
         record = {

@@ -1,13 +1,16 @@
-"""The pDPO training loop: one pair at a time (a real clip is ~11k tokens), gradients accumulated
-over ``batch_pairs`` pairs per optimizer step, ``accelerate``-ready.
+"""The pDPO training loop: ``batch_pairs`` pairs per optimizer step, ``accelerate``-ready.
 
-Per pair: the reference log-probs (adapter off, no gradients) are computed once and kept (they
-never change); the policy log-probs come from one packed forward over the shared prompt + AV
-block + prefix with both candidates as branches (training.packing), then the pDPO loss
-(training.loss). Under ``accelerate launch`` with N processes each takes every N-th pair of the
-same seeded order (equal shares, so every process steps together); ``accelerator.prepare``
-wraps the scorer in DDP, which averages the LoRA gradients. With plain ``python`` on the CPU
-the same code runs as one process.
+Pairs on the same clip and prompt form a group that runs as ONE packed forward (the ~11k-token
+prompt + AV block once, every pair a small tree on it: training.packing); with
+``group_by_clip`` (the default) each batch is drawn from one clip's pairs, so a step costs about
+one pass over its clip instead of one per pair. The reference log-probs (adapter off, no
+gradients) are computed once per pair, by group, and kept (they never change). Gradients of
+the groups of a batch are accumulated, then one optimizer step.
+
+Under ``accelerate launch`` with N processes each takes every N-th batch of the same seeded
+order (equal counts, so every process steps together); ``accelerator.prepare`` wraps the scorer
+in DDP, which averages the LoRA gradients. With plain ``python`` on the CPU the same code runs
+as one process.
 """
 
 from __future__ import annotations
@@ -29,18 +32,21 @@ from training.config import PDPOConfig
 from training.data import PairExample
 from training.features import FeatureCache
 from training.loss import pdpo_losses, preference_accuracy
-from training.packing import PackedLayout, packed_masks, shared_length
+from training.packing import Branch, pack, packed_masks, shared_length
 from training.policy import PairScorer, add_lora, reference, trainable_parameters
 
 
 @dataclass(frozen=True)
-class PairInputs:
+class GroupInputs:
+    """One packed forward's inputs, on the LLM's device."""
+
     embeds: torch.Tensor  # (1, T, D)
     position_ids: torch.Tensor  # (1, T)
-    masks: dict[str, torch.Tensor]
-    rows: torch.Tensor  # (n1 + n2,)
-    targets: torch.Tensor  # (n1 + n2,)
-    n_chosen: int
+    masks: dict[str, torch.Tensor]  # per layer type, (1, 1, T, T)
+    rows: torch.Tensor  # (R,) prediction rows
+    targets: torch.Tensor  # (R,) the tokens they predict
+    candidate: torch.Tensor  # (R,) which candidate each row scores: 2p (chosen of pair p) or 2p + 1
+    n_pairs: int
 
 
 def peak_memory_mb(device: str) -> float:
@@ -50,54 +56,81 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def pair_inputs(model, features: FeatureCache, pair: PairExample) -> PairInputs:
-    """The packed sequence of one pair (training.packing) on the LLM's device."""
-    block = features.get(pair.video_sha256, pair.video_path)
-    ids = [*pair.prompt_ids, *pair.context_ids, *pair.chosen_ids, *pair.rejected_ids]
-    with torch.no_grad():
-        embeds = model.embed_prompt(ids, [block])  # (1, T, D), frozen embeddings
-    device = embeds.device
-    layout = PackedLayout(
-        shared_length(pair.prompt_ids, pair.context_ids, block.shape[0]),
-        len(pair.chosen_ids),
-        len(pair.rejected_ids),
-    )
-    if layout.length != embeds.shape[1]:
-        raise ValueError(f"packed layout {layout} does not match {embeds.shape[1]} embeddings")
-    return PairInputs(
-        embeds=embeds,
-        position_ids=layout.position_ids().to(device),
-        masks=packed_masks(model.llm.config, layout, embeds.dtype, device),
-        rows=layout.prediction_rows().to(device),
-        targets=torch.tensor([*pair.chosen_ids, *pair.rejected_ids], device=device),
-        n_chosen=layout.n_chosen,
-    )
+def group_key(pair: PairExample) -> tuple:
+    """Pairs with the same key share the packed shared part (clip and prompt)."""
+    return (pair.video_sha256, pair.prompt_ids)
 
 
 def reference_key(pair: PairExample) -> tuple:
-    """Everything the reference log-probs of a pair depend on."""
+    """Everything the reference log-probs of a pair depend on (not its index: train and
+    held-out files both number their records from 0)."""
     return (pair.video_sha256, pair.prompt_ids, pair.context_ids, pair.chosen_ids, pair.rejected_ids)
 
 
-def candidate_logps(scorer, inputs: PairInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    """(log pi(chosen), log pi(rejected)) as 0-d tensors from one packed pass of ``scorer``."""
+def split_groups(pairs: Sequence[PairExample], size: int | None = None) -> list[list[PairExample]]:
+    """Pairs by group key (in order of first appearance), each group cut to ``size`` at most."""
+    groups: dict[tuple, list[PairExample]] = {}
+    for pair in pairs:
+        groups.setdefault(group_key(pair), []).append(pair)
+    out = []
+    for members in groups.values():
+        step = size or len(members)
+        out.extend(members[i : i + step] for i in range(0, len(members), step))
+    return out
+
+
+def group_inputs(model, features: FeatureCache, pairs: Sequence[PairExample]) -> GroupInputs:
+    """The packed sequence of pairs that share one clip and prompt."""
+    first = pairs[0]
+    if any(group_key(p) != group_key(first) for p in pairs):
+        raise ValueError("a packed group needs pairs of one clip and one prompt")
+    block = features.get(first.video_sha256, first.video_path)
+    group = pack(
+        shared_length(first.prompt_ids, block.shape[0]),
+        [Branch(p.context_ids, p.chosen_ids, p.rejected_ids) for p in pairs],
+    )
+    with torch.no_grad():
+        embeds = model.embed_prompt([*first.prompt_ids, *group.ids], [block])  # frozen embeddings
+    if group.length != embeds.shape[1]:
+        raise ValueError(f"packed layout of {group.length} rows does not match {embeds.shape[1]} embeddings")
+    device = embeds.device
+    candidate = []
+    for p, (_, n_chosen, n_rejected) in enumerate(group.spans):
+        candidate += [2 * p] * n_chosen + [2 * p + 1] * n_rejected
+    return GroupInputs(
+        embeds=embeds,
+        position_ids=group.position_ids().to(device),
+        masks=packed_masks(model.llm.config, group, embeds.dtype, device),
+        rows=torch.tensor(group.rows, device=device),
+        targets=torch.tensor(group.targets, device=device),
+        candidate=torch.tensor(candidate, device=device),
+        n_pairs=len(pairs),
+    )
+
+
+def candidate_logps(scorer, inputs: GroupInputs) -> torch.Tensor:
+    """(P, 2) log pi of each pair's (chosen, rejected) from one packed pass of ``scorer``."""
     token = scorer(inputs.embeds, inputs.position_ids, inputs.masks, inputs.rows, inputs.targets)
-    return token[: inputs.n_chosen].sum(), token[inputs.n_chosen :].sum()
+    sums = torch.zeros(2 * inputs.n_pairs, dtype=token.dtype, device=token.device)
+    return sums.index_add(0, inputs.candidate, token).view(inputs.n_pairs, 2)
 
 
 @torch.no_grad()
-def adapter_margins(model, pairs: Sequence[PairExample], features: FeatureCache, beta: float = 0.1):
+def adapter_margins(
+    model, pairs: Sequence[PairExample], features: FeatureCache, beta: float = 0.1, group_size: int = 8
+):
     """pDPO losses and rewards of ``pairs`` under any LoRA-wrapped model (e.g. one loaded with
     ``LoadSettings(adapter=...)``): the policy with the adapter on, the reference with it off."""
     scorer = PairScorer(model.llm)
-    values = []
-    for pair in pairs:
-        inputs = pair_inputs(model, features, pair)
+    values: dict[int, list[float]] = {}
+    for group in split_groups(pairs, group_size):
+        inputs = group_inputs(model, features, group)
         policy = candidate_logps(scorer, inputs)
         with model.llm.disable_adapter():
             ref = candidate_logps(scorer, inputs)
-        values.append([float(v) for v in (*policy, *ref)])
-    v = torch.tensor(values, dtype=torch.float64)
+        for i, pair in enumerate(group):
+            values[id(pair)] = [*policy[i].tolist(), *ref[i].tolist()]
+    v = torch.tensor([values[id(p)] for p in pairs], dtype=torch.float64)
     labels = torch.tensor([p.label for p in pairs])
     return pdpo_losses(v[:, 0], v[:, 1], v[:, 2], v[:, 3], labels, beta)
 
@@ -133,11 +166,7 @@ class PDPOTrainer:
         optimizer = torch.optim.AdamW(
             trainable_parameters(scorer), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        self.scorer, self.optimizer = self.accelerator.prepare(
-            scorer, optimizer, device_placement=[False, False]
-        )
-        # Keyed by the pair's content (what the log-probs depend on), not its index: train and
-        # held-out files both number their records from 0.
+        self.scorer, self.optimizer = self.accelerator.prepare(scorer, optimizer, device_placement=[False, False])
         self._ref: dict[tuple, tuple[float, float]] = {}
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -148,54 +177,37 @@ class PDPOTrainer:
         """The PeftModel (outside any DDP wrapper)."""
         return self.accelerator.unwrap_model(self.scorer).llm
 
-    def inputs(self, pair: PairExample) -> PairInputs:
-        return pair_inputs(self.model, self.features, pair)
+    def inputs(self, pairs: Sequence[PairExample]) -> GroupInputs:
+        return group_inputs(self.model, self.features, pairs)
 
-    def _logps(self, module, inputs: PairInputs) -> tuple[torch.Tensor, torch.Tensor]:
-        return candidate_logps(module, inputs)
-
-    def reference_logps(self, pair: PairExample, inputs: PairInputs | None = None) -> tuple[float, float]:
-        """log pi_ref of (chosen, rejected): the base model, adapters off; cached per pair."""
-        key = reference_key(pair)
-        if key not in self._ref:
-            inputs = inputs or self.inputs(pair)
+    def reference_logps(self, pairs: Sequence[PairExample]) -> torch.Tensor:
+        """(P, 2) log pi_ref of each pair's (chosen, rejected): the base model, adapters off;
+        computed once per pair (by group) and cached."""
+        missing = list({reference_key(p): p for p in pairs if reference_key(p) not in self._ref}.values())
+        for group in split_groups(missing, self.config.batch_pairs):
             with reference(self.llm):
-                chosen, rejected = self._logps(self.accelerator.unwrap_model(self.scorer), inputs)
-            self._ref[key] = (float(chosen), float(rejected))
-        return self._ref[key]
+                values = candidate_logps(self.accelerator.unwrap_model(self.scorer), self.inputs(group))
+            for pair, (chosen, rejected) in zip(group, values.tolist(), strict=True):
+                self._ref[reference_key(pair)] = (chosen, rejected)
+        return torch.tensor([self._ref[reference_key(p)] for p in pairs])
 
-    def policy_logps(self, pair: PairExample, inputs: PairInputs | None = None, grad: bool = True):
-        """log pi_theta of (chosen, rejected) as 0-d tensors (with a graph when ``grad``)."""
-        inputs = inputs or self.inputs(pair)
+    def policy_logps(self, pairs: Sequence[PairExample], grad: bool = True) -> torch.Tensor:
+        """(P, 2) log pi_theta of one group's pairs (with a graph when ``grad``)."""
         if grad:
-            return self._logps(self.scorer, inputs)
+            return candidate_logps(self.scorer, self.inputs(pairs))
         with torch.no_grad():
-            return self._logps(self.accelerator.unwrap_model(self.scorer), inputs)
+            return candidate_logps(self.accelerator.unwrap_model(self.scorer), self.inputs(pairs))
 
-    def pair_losses(self, pairs: Sequence[PairExample], grad: bool = False):
-        """pDPO losses and rewards of ``pairs`` (no gradients unless ``grad``)."""
-        pc, pr, rc, rr = [], [], [], []
-        for pair in pairs:
-            inputs = self.inputs(pair)
-            ref = self.reference_logps(pair, inputs)
-            chosen, rejected = self.policy_logps(pair, inputs, grad=grad)
-            pc.append(chosen)
-            pr.append(rejected)
-            rc.append(ref[0])
-            rr.append(ref[1])
+    def pair_losses(self, pairs: Sequence[PairExample]):
+        """(pDPO losses and rewards, policy log-probs (P, 2)) of ``pairs``, without gradients."""
+        policy: dict[int, torch.Tensor] = {}
+        for group in split_groups(pairs, self.config.batch_pairs):
+            for pair, values in zip(group, self.policy_logps(group, grad=False).cpu(), strict=True):
+                policy[id(pair)] = values
+        logps = torch.stack([policy[id(p)] for p in pairs])
+        ref = self.reference_logps(pairs)
         labels = torch.tensor([p.label for p in pairs])
-        return (
-            pdpo_losses(
-                torch.stack(pc).cpu(),
-                torch.stack(pr).cpu(),
-                torch.tensor(rc),
-                torch.tensor(rr),
-                labels,
-                self.config.beta,
-            ),
-            torch.stack(pc).detach().cpu(),
-            torch.stack(pr).detach().cpu(),
-        )
+        return pdpo_losses(logps[:, 0], logps[:, 1], ref[:, 0], ref[:, 1], labels, self.config.beta), logps
 
     # ---- evaluation -----------------------------------------------------------------------------
     def evaluate(self, pairs: Sequence[PairExample]) -> dict[str, float]:
@@ -209,7 +221,7 @@ class PDPOTrainer:
             was_training = llm.training
             llm.eval()  # no LoRA dropout
             try:
-                losses, chosen, rejected = self.pair_losses(pairs, grad=False)
+                losses, logps = self.pair_losses(pairs)
             finally:
                 llm.train(was_training)
             result = {
@@ -217,23 +229,32 @@ class PDPOTrainer:
                 "loss": float(losses.loss.mean()),
                 "accuracy": preference_accuracy(losses.margin),
                 "margin": float(losses.margin.mean()),
-                "logp_accuracy": float((chosen > rejected).float().mean()),
+                "logp_accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
             }
         self.accelerator.wait_for_everyone()
         return result
 
     # ---- training -------------------------------------------------------------------------------
     def schedule(self, pairs: Sequence[PairExample]) -> list[list[PairExample]]:
-        """This process's batches, every epoch in a seeded order; equal counts on every process."""
+        """This process's batches over all epochs, in a seeded order. ``group_by_clip``: every
+        batch from one clip and prompt (pairs shuffled within it, batches shuffled); else plain
+        shuffled pairs. Every process gets the same number of batches."""
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        size = self.config.batch_pairs
         batches: list[list[PairExample]] = []
         for epoch in range(self.config.epochs):
-            order = list(pairs)
-            random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
-            order = order[: len(order) - len(order) % world] if world > 1 else order
-            mine = order[rank::world]
-            size = self.config.batch_pairs
-            batches.extend(mine[i : i + size] for i in range(0, len(mine), size))
+            rng = random.Random(self.config.seed * 1_000_003 + epoch)
+            if self.config.group_by_clip:
+                chunks = []
+                for members in split_groups(pairs):
+                    rng.shuffle(members)
+                    chunks.extend(members[i : i + size] for i in range(0, len(members), size))
+                rng.shuffle(chunks)
+            else:
+                order = list(pairs)
+                rng.shuffle(order)
+                chunks = [order[i : i + size] for i in range(0, len(order), size)]
+            batches.extend(chunks[: len(chunks) - len(chunks) % world][rank::world])
         if self.config.max_steps is not None:
             batches = batches[: self.config.max_steps]
         if not batches:
@@ -246,8 +267,32 @@ class PDPOTrainer:
             with open(self.log_file, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(record) + "\n")
 
+    def train_step(self, batch: Sequence[PairExample]) -> torch.Tensor:
+        """Accumulate the gradients of one batch (group by group); returns this process's
+        (loss sum, correct, margin sum, pairs) for the log."""
+        ref = self.reference_logps(batch)
+        by_pair = {id(p): i for i, p in enumerate(batch)}
+        groups = split_groups(batch)
+        totals = torch.zeros(4, dtype=torch.float64)
+        for g, group in enumerate(groups):
+            last = g == len(groups) - 1
+            sync = contextlib.nullcontext() if last else self.accelerator.no_sync(self.scorer)
+            with sync:
+                logps = self.policy_logps(group, grad=True)
+                index = torch.tensor([by_pair[id(p)] for p in group])
+                group_ref = ref[index].to(logps.device)
+                labels = torch.tensor([p.label for p in group], device=logps.device)
+                out = pdpo_losses(logps[:, 0], logps[:, 1], group_ref[:, 0], group_ref[:, 1], labels, self.config.beta)
+                self.accelerator.backward(out.loss.sum() / len(batch))
+            margin = out.margin.detach().double().cpu()
+            totals += torch.tensor(
+                [float(out.loss.detach().sum()), float((margin > 0).sum()), float(margin.sum()), len(group)],
+                dtype=torch.float64,
+            )
+        return totals
+
     def train(self, pairs: Sequence[PairExample], eval_pairs: Sequence[PairExample] = ()) -> dict[str, Any]:
-        """Run the configured steps; returns the summary (also the last log records)."""
+        """Run the configured steps; returns the summary (the log holds every step)."""
         config, accelerator = self.config, self.accelerator
         batches = self.schedule(pairs)
         total = len(batches)
@@ -270,45 +315,28 @@ class PDPOTrainer:
         seen = 0
         for batch in batches:
             t0 = time.perf_counter()
-            losses, margins = [], []
-            for i, pair in enumerate(batch):
-                inputs = self.inputs(pair)
-                ref_chosen, ref_rejected = self.reference_logps(pair, inputs)
-                last = i == len(batch) - 1
-                sync = contextlib.nullcontext() if last else accelerator.no_sync(self.scorer)
-                with sync:
-                    chosen, rejected = self.policy_logps(pair, inputs, grad=True)
-                    out = pdpo_losses(
-                        chosen[None],
-                        rejected[None],
-                        torch.tensor([ref_chosen], device=chosen.device),
-                        torch.tensor([ref_rejected], device=chosen.device),
-                        torch.tensor([pair.label], device=chosen.device),
-                        config.beta,
-                    )
-                    accelerator.backward(out.loss.sum() / len(batch))
-                losses.append(out.loss.detach())
-                margins.append(out.margin.detach())
+            totals = self.train_step(batch)
             grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             self.optimizer.step()
             scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
-            loss_t = accelerator.gather(torch.cat(losses)).float()
-            margin_t = accelerator.gather(torch.cat(margins)).float()
-            seen += loss_t.numel()
+            # sums over every process (batches may differ in size between processes)
+            loss_sum, correct, margin_sum, n = accelerator.reduce(totals.to(accelerator.device), "sum").tolist()
+            seen += int(n)
             record = {
                 "event": "step",
                 "step": self.step,
                 "of": total,
-                "loss": float(loss_t.mean()),
-                "accuracy": preference_accuracy(margin_t),
-                "margin": float(margin_t.mean()),
+                "loss": loss_sum / n,
+                "accuracy": correct / n,
+                "margin": margin_sum / n,
                 "grad_norm": float(grad_norm),
                 "lr": lr,
-                "pairs": int(loss_t.numel()),
-                "pairs_per_s": loss_t.numel() / (time.perf_counter() - t0),
+                "pairs": int(n),
+                "groups": len(split_groups(batch)),
+                "pairs_per_s": n / (time.perf_counter() - t0),
                 "elapsed_s": round(time.perf_counter() - start, 3),
             }
             self._write(record)

@@ -34,7 +34,7 @@ def trained(tmp_path_factory, toy_pairs, tiny_checkpoint):
         "--pairs", str(toy_pairs["train"]), "--eval-pairs", str(toy_pairs["held_out"]),
         "--checkpoint", str(tiny_checkpoint), "--out", str(out), "--feature-cache", str(cache),
         "--max-steps", "5", "--batch-pairs", "4", "--lr", "1e-3", "--warmup-ratio", "0",
-        "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--seed", "3",
+        "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--seed", "3", "--no-group-by-clip",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -124,7 +124,8 @@ def free_port() -> int:
 def test_two_processes_train_the_same_adapter_as_one(trained, toy_pairs, tiny_checkpoint):
     """``accelerate launch`` with 2 CPU processes (gloo DDP) and 2 pairs each per step takes the
     same pairs per step as the single-process run with 4 (the 21 pairs split 10 + 10: 5 full
-    steps), and DDP averages the two halves' gradients, so the adapters agree."""
+    steps; both runs draw batches from all clips, ``--no-group-by-clip``), and DDP averages the two
+    halves' gradients, so the adapters agree."""
     from safetensors.torch import load_file
 
     out, _ = trained
@@ -138,7 +139,7 @@ def test_two_processes_train_the_same_adapter_as_one(trained, toy_pairs, tiny_ch
             "--pairs", str(toy_pairs["train"]), "--checkpoint", str(tiny_checkpoint), "--out", str(twin),
             "--feature-cache", str(out.parent / "features"), "--device", "cpu",
             "--max-steps", "5", "--batch-pairs", "2", "--lr", "1e-3", "--warmup-ratio", "0",
-            "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--seed", "3",
+            "--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0", "--seed", "3", "--no-group-by-clip",
         ],
         cwd=REPO, capture_output=True, text=True, timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(REPO)},

@@ -1,26 +1,29 @@
-"""Both candidates of a pair in one pass give the log-probs of two plain causal passes."""
+"""Several pairs of one clip in one packed pass give the log-probs of plain causal passes."""
 
 from __future__ import annotations
 
 import torch
 
 from inference.scoring import MARKER
-from training.packing import PackedLayout, packed_masks
+from training.packing import Branch, pack, packed_masks
 
 
-def test_layout_rows_positions_and_visibility():
-    layout = PackedLayout(shared=3, n_chosen=2, n_rejected=3)
-    assert layout.segments().tolist() == [0, 0, 0, 1, 1, 2, 2, 2]
-    assert layout.position_ids().tolist() == [[0, 1, 2, 3, 4, 3, 4, 5]]
-    # chosen tokens (rows 3, 4) are predicted by rows 2, 3; rejected (rows 5..7) by 2, 5, 6
-    assert layout.prediction_rows().tolist() == [2, 3, 2, 5, 6]
+class FullAttention:
+    layer_types = ["full_attention"]
 
-    class Config:
-        layer_types = ["full_attention"]
 
-    mask = packed_masks(Config, layout, torch.float32, "cpu")["full_attention"][0, 0]
-    visible = (mask == 0).int().tolist()
-    assert visible == [
+def visible(group, config=FullAttention, kind="full_attention") -> list[list[int]]:
+    return (packed_masks(config, group, torch.float32, "cpu")[kind][0, 0] == 0).int().tolist()
+
+
+def test_one_pair_rows_positions_and_visibility():
+    group = pack(2, [Branch(context=(7,), chosen=(10, 11), rejected=(20, 21, 22))])
+    assert group.ids == [7, 10, 11, 20, 21, 22]
+    assert group.position_ids().tolist() == [[0, 1, 2, 3, 4, 3, 4, 5]]
+    # chosen (rows 3, 4) predicted by rows 2, 3; rejected (rows 5..7) by rows 2, 5, 6
+    assert group.rows == [2, 3, 2, 5, 6] and group.targets == [10, 11, 20, 21, 22]
+    assert group.spans == [(0, 2, 3)]
+    assert visible(group) == [
         [1, 0, 0, 0, 0, 0, 0, 0],
         [1, 1, 0, 0, 0, 0, 0, 0],
         [1, 1, 1, 0, 0, 0, 0, 0],
@@ -32,16 +35,41 @@ def test_layout_rows_positions_and_visibility():
     ]
 
 
+def test_pairs_share_the_root_and_equal_contexts():
+    group = pack(
+        1,
+        [
+            Branch(context=(5,), chosen=(1,), rejected=(2,)),
+            Branch(context=(5,), chosen=(3,), rejected=(1,)),  # same step: the context is shared
+            Branch(context=(), chosen=(4,), rejected=(6,)),  # a full path: straight off the root
+        ],
+    )
+    assert group.ids == [5, 1, 2, 3, 1, 4, 6]
+    assert group.parents == [-1, 0, 1, 1, 1, 1, 0, 6, 6]
+    assert group.position_ids().tolist() == [[0, 1, 2, 2, 2, 2, 1, 1]]
+    assert group.rows == [1, 1, 1, 1, 0, 0] and group.targets == [1, 2, 3, 1, 4, 6]
+    assert group.spans == [(0, 1, 1), (2, 1, 1), (4, 1, 1)]
+    assert visible(group) == [
+        [1, 0, 0, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 1, 0, 0, 0],
+        [1, 1, 0, 0, 0, 1, 0, 0],
+        [1, 0, 0, 0, 0, 0, 1, 0],
+        [1, 0, 0, 0, 0, 0, 0, 1],
+    ]
+
+
 def test_sliding_window_counts_positions_not_rows():
-    class Config:
+    class Sliding:
         layer_types = ["sliding_attention"]
         sliding_window = 2
 
-    layout = PackedLayout(shared=2, n_chosen=2, n_rejected=2)  # positions 0 1 2 3 2 3
-    mask = packed_masks(Config, layout, torch.float32, "cpu")["sliding_attention"][0, 0]
-    visible = (mask == 0).int().tolist()
-    assert visible[4] == [0, 1, 0, 0, 1, 0]  # rejected row at position 2 sees position 1 and itself
-    assert visible[5] == [0, 0, 0, 0, 1, 1]
+    group = pack(2, [Branch((), (1, 2), (3, 4))])  # positions 0 1 | 2 3 | 2 3
+    rows = visible(group, Sliding, "sliding_attention")
+    assert rows[4] == [0, 1, 0, 0, 1, 0]  # rejected row at position 2 sees position 1 and itself
+    assert rows[5] == [0, 0, 0, 0, 1, 1]
 
 
 def plain_logps(model, block, prompt_ids, context_ids, candidate_ids) -> float:
@@ -55,27 +83,37 @@ def plain_logps(model, block, prompt_ids, context_ids, candidate_ids) -> float:
     return float(logp.gather(-1, torch.tensor(candidate_ids)[:, None]).sum())
 
 
-def test_packed_pass_equals_two_plain_passes(tiny_model, toy_clips):
+def test_packed_group_equals_plain_passes(tiny_model, toy_clips):
     from inference.prompts import build_prompt
     from training.data import PairExample
     from training.features import FeatureCache
     from training.policy import PairScorer
-    from training.trainer import candidate_logps, pair_inputs
+    from training.trainer import candidate_logps, group_inputs
 
     model, tok = tiny_model.model, tiny_model.tokenizer
     clip = toy_clips[0]
     prompt = build_prompt(tok, "reasoning", clip["question"], clip["options"])
-    context = tuple(tok("I look at the clip." + MARKER).input_ids)
-    chosen = tuple(tok("I see a red circle." + MARKER).input_ids)
-    rejected = tuple(tok("I hear a loud and long beep here." + MARKER).input_ids)
-    pair = PairExample(0, "step", clip["sha256"], clip["path"], prompt.ids, context, chosen, rejected, 1.0)
+
+    def ids(text: str) -> tuple[int, ...]:
+        return tuple(tok(text).input_ids)
+
+    look = ids("I look at the clip." + MARKER)
+    pairs = [
+        PairExample(0, "step", clip["sha256"], clip["path"], prompt.ids, look,
+                    ids("I see a red circle." + MARKER), ids("I hear a loud and long beep here." + MARKER), 1.0),
+        PairExample(1, "step", clip["sha256"], clip["path"], prompt.ids, look,
+                    ids("Nothing moves." + MARKER), ids("I see a red circle." + MARKER), 0.7),
+        PairExample(2, "full_path", clip["sha256"], clip["path"], prompt.ids, (),
+                    ids(MARKER.join(["A circle.", "The answer is A."])), ids(MARKER.join(["A beep.", "So B."])), 1.0),
+    ]  # fmt: skip
     features = FeatureCache(model)
     block = features.get(clip["sha256"], clip["path"])
     # longer than the tiny model's 256-token sliding window, so the window is exercised
     assert block.shape[0] + len(prompt.ids) > 256
     with torch.no_grad():
-        got = candidate_logps(PairScorer(model.llm, logits_chunk=5), pair_inputs(model, features, pair))
-    want = [plain_logps(model, block, prompt.ids, context, c) for c in (chosen, rejected)]
-    torch.testing.assert_close(
-        torch.stack(got).double(), torch.tensor(want, dtype=torch.float64), atol=2e-4, rtol=1e-5
-    )
+        got = candidate_logps(PairScorer(model.llm, logits_chunk=5), group_inputs(model, features, pairs))
+    want = [
+        [plain_logps(model, block, prompt.ids, p.context_ids, c) for c in (p.chosen_ids, p.rejected_ids)]
+        for p in pairs
+    ]
+    torch.testing.assert_close(got.double(), torch.tensor(want, dtype=torch.float64), atol=2e-4, rtol=1e-5)

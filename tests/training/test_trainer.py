@@ -20,35 +20,52 @@ TOY = PDPOConfig(
 
 def test_fresh_adapter_policy_equals_reference_and_loss_is_log_2(fresh_tiny, tiny_model, toy_pairs):
     from training.policy import PairScorer
-    from training.trainer import candidate_logps, pair_inputs
+    from training.trainer import candidate_logps, group_inputs
 
     pairs = load_pairs(toy_pairs["held_out"], fresh_tiny.tokenizer).pairs[:3]
     trainer = PDPOTrainer(fresh_tiny, TOY)
-    losses, chosen, rejected = trainer.pair_losses(pairs)
-    base = PairScorer(tiny_model.model.llm)
-    for pair, c, r in zip(pairs, chosen, rejected, strict=True):
-        ref = trainer.reference_logps(pair)
-        assert (float(c), float(r)) == ref  # LoRA B = 0: policy and reference bit-equal
-        # the reference is the plain base model (a model without any adapter)
-        with torch.no_grad():
-            plain = candidate_logps(base, pair_inputs(tiny_model.model, trainer.features, pair))
-        torch.testing.assert_close(torch.tensor(ref), torch.stack(plain), atol=1e-5, rtol=0)
+    losses, logps = trainer.pair_losses(pairs)
+    ref = trainer.reference_logps(pairs)
+    assert torch.equal(logps, ref)  # LoRA B = 0: policy and reference bit-equal
     torch.testing.assert_close(losses.loss, torch.full((3,), math.log(2)))
+    # the reference is the plain base model (a model without any adapter)
+    base = PairScorer(tiny_model.model.llm)
+    with torch.no_grad():
+        plain = [
+            candidate_logps(base, group_inputs(tiny_model.model, trainer.features, [p]))[0] for p in pairs
+        ]
+    torch.testing.assert_close(ref, torch.stack(plain), atol=1e-5, rtol=0)
     # another file numbers its records from 0 too: its pair 0 gets its own reference
     other = load_pairs(toy_pairs["train"], fresh_tiny.tokenizer).pairs[0]
     assert other.index == pairs[0].index == 0
     with torch.no_grad():
-        own = candidate_logps(base, pair_inputs(tiny_model.model, trainer.features, other))
-    torch.testing.assert_close(
-        torch.tensor(trainer.reference_logps(other)), torch.stack(own), atol=1e-5, rtol=0
-    )
+        own = candidate_logps(base, group_inputs(tiny_model.model, trainer.features, [other]))
+    torch.testing.assert_close(trainer.reference_logps([other]), own, atol=1e-5, rtol=0)
     assert trainer.evaluate(pairs) == {
         "pairs": 3,
         "loss": losses.loss.mean().item(),
         "accuracy": 0.0,
         "margin": 0.0,
-        "logp_accuracy": float((chosen > rejected).float().mean()),
+        "logp_accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
     }
+
+
+def test_batches_come_from_one_clip_unless_asked_otherwise(fresh_tiny, toy_pairs):
+    from training.trainer import group_key
+
+    pairs = load_pairs(toy_pairs["train"], fresh_tiny.tokenizer).pairs
+    trainer = PDPOTrainer(fresh_tiny, PDPOConfig(**{**TOY.__dict__, "epochs": 2}), log=lambda m: None)
+    batches = trainer.schedule(pairs)
+    assert all(len({group_key(p) for p in batch}) == 1 for batch in batches)
+    assert all(1 <= len(batch) <= 4 for batch in batches)
+    epoch = len(batches) // 2
+    for half in (batches[:epoch], batches[epoch:]):  # every pair once per epoch
+        assert sorted(p.index for b in half for p in b) == list(range(len(pairs)))
+    assert [p.index for p in batches[0]] != [p.index for p in batches[epoch]]  # reshuffled
+    trainer.config = PDPOConfig(**{**TOY.__dict__, "group_by_clip": False})
+    mixed = trainer.schedule(pairs)
+    assert [len(b) for b in mixed] == [4, 4, 4, 4, 4, 1]
+    assert any(len({group_key(p) for p in batch}) > 1 for batch in mixed)
 
 
 def test_short_run_raises_held_out_preference_accuracy(fresh_tiny, toy_pairs, tmp_path):
@@ -64,7 +81,9 @@ def test_short_run_raises_held_out_preference_accuracy(fresh_tiny, toy_pairs, tm
     assert after["margin"] > 0.5
     assert after["logp_accuracy"] >= base["logp_accuracy"]
     steps = [r for r in trainer.history if r["event"] == "step"]
-    assert [r["step"] for r in steps] == list(range(1, 7))  # 21 pairs in batches of 4
+    # 21 pairs on 3 clips (7 each) in batches of at most 4 from one clip: 3 x (4 + 3)
+    assert [r["step"] for r in steps] == list(range(1, 7))
+    assert [r["groups"] for r in steps] == [1] * 6
     assert abs(steps[0]["loss"] - math.log(2)) < 1e-6
     assert sum(r["pairs"] for r in steps) == 21 == summary["pairs_seen"]
     logged = (tmp_path / "log.jsonl").read_text().splitlines()
