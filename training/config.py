@@ -38,6 +38,7 @@ class PDPOConfig:
     max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
     batch_pairs: int = 8  # pairs per optimizer step (and at most per packed forward)
     group_by_clip: bool = True  # each batch from one clip's pairs: one packed pass over the clip per step
+    pack_pairs: int | None = None  # at most this many pairs per packed pass (None: a batch's whole group)
     max_grad_norm: float = 1.0  # clip the LoRA gradient norm: DPO margins can spike early
     seed: int = 0  # seeds LoRA init, pair order and dropout
     quantization: str = "auto"  # "4bit" (QLoRA, default on CUDA) | "8bit" | "none" (default on CPU)
@@ -73,6 +74,8 @@ class PDPOConfig:
             raise ValueError(f"pair types must be among {', '.join(PAIR_TYPES)}, not {sorted(unknown)}")
         if self.batch_pairs < 1 or self.epochs < 1 or self.log_every < 1:
             raise ValueError("batch pairs, epochs and log interval must be at least 1")
+        if self.pack_pairs is not None and self.pack_pairs < 1:
+            raise ValueError("pack pairs must be at least 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError("max steps must be at least 1")
         if self.quantization not in ("auto", "4bit", "8bit", "none"):

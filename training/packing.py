@@ -49,7 +49,9 @@ class PackedGroup:
     parents: list[int] = field(default_factory=lambda: [-1])  # node -> parent node (root: -1)
     rows: list[int] = field(default_factory=list)  # prediction rows, pair by pair: chosen then rejected
     targets: list[int] = field(default_factory=list)  # the token each prediction row predicts
-    spans: list[tuple[int, int, int]] = field(default_factory=list)  # per pair: (start, n_chosen, n_rejected) in rows
+    spans: list[tuple[int, int, int]] = field(
+        default_factory=list
+    )  # per pair: (start, n_chosen, n_rejected) in rows
 
     @property
     def length(self) -> int:

@@ -70,6 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="batches of pairs drawn from all clips (slower: one pass over a clip per pair)",
     )
+    parser.add_argument(
+        "--pack-pairs", type=int, default=None, help="at most this many pairs per forward pass (memory)"
+    )
     parser.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--lora-r", type=int, default=lora.r)
@@ -91,6 +94,7 @@ def config_from_args(args: argparse.Namespace) -> PDPOConfig:
         max_steps=args.max_steps,
         batch_pairs=args.batch_pairs,
         group_by_clip=not args.no_group_by_clip,
+        pack_pairs=args.pack_pairs,
         max_grad_norm=args.max_grad_norm,
         seed=args.seed,
         quantization=args.quantization,

@@ -166,7 +166,9 @@ class PDPOTrainer:
         optimizer = torch.optim.AdamW(
             trainable_parameters(scorer), lr=config.learning_rate, weight_decay=config.weight_decay
         )
-        self.scorer, self.optimizer = self.accelerator.prepare(scorer, optimizer, device_placement=[False, False])
+        self.scorer, self.optimizer = self.accelerator.prepare(
+            scorer, optimizer, device_placement=[False, False]
+        )
         self._ref: dict[tuple, tuple[float, float]] = {}
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -184,7 +186,7 @@ class PDPOTrainer:
         """(P, 2) log pi_ref of each pair's (chosen, rejected): the base model, adapters off;
         computed once per pair (by group) and cached."""
         missing = list({reference_key(p): p for p in pairs if reference_key(p) not in self._ref}.values())
-        for group in split_groups(missing, self.config.batch_pairs):
+        for group in split_groups(missing, self.config.pack_pairs or self.config.batch_pairs):
             with reference(self.llm):
                 values = candidate_logps(self.accelerator.unwrap_model(self.scorer), self.inputs(group))
             for pair, (chosen, rejected) in zip(group, values.tolist(), strict=True):
@@ -201,7 +203,7 @@ class PDPOTrainer:
     def pair_losses(self, pairs: Sequence[PairExample]):
         """(pDPO losses and rewards, policy log-probs (P, 2)) of ``pairs``, without gradients."""
         policy: dict[int, torch.Tensor] = {}
-        for group in split_groups(pairs, self.config.batch_pairs):
+        for group in split_groups(pairs, self.config.pack_pairs or self.config.batch_pairs):
             for pair, values in zip(group, self.policy_logps(group, grad=False).cpu(), strict=True):
                 policy[id(pair)] = values
         logps = torch.stack([policy[id(p)] for p in pairs])
@@ -272,7 +274,7 @@ class PDPOTrainer:
         (loss sum, correct, margin sum, pairs) for the log."""
         ref = self.reference_logps(batch)
         by_pair = {id(p): i for i, p in enumerate(batch)}
-        groups = split_groups(batch)
+        groups = split_groups(batch, self.config.pack_pairs)
         totals = torch.zeros(4, dtype=torch.float64)
         for g, group in enumerate(groups):
             last = g == len(groups) - 1
@@ -282,7 +284,9 @@ class PDPOTrainer:
                 index = torch.tensor([by_pair[id(p)] for p in group])
                 group_ref = ref[index].to(logps.device)
                 labels = torch.tensor([p.label for p in group], device=logps.device)
-                out = pdpo_losses(logps[:, 0], logps[:, 1], group_ref[:, 0], group_ref[:, 1], labels, self.config.beta)
+                out = pdpo_losses(
+                    logps[:, 0], logps[:, 1], group_ref[:, 0], group_ref[:, 1], labels, self.config.beta
+                )
                 self.accelerator.backward(out.loss.sum() / len(batch))
             margin = out.margin.detach().double().cpu()
             totals += torch.tensor(
@@ -323,7 +327,9 @@ class PDPOTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             # sums over every process (batches may differ in size between processes)
-            loss_sum, correct, margin_sum, n = accelerator.reduce(totals.to(accelerator.device), "sum").tolist()
+            loss_sum, correct, margin_sum, n = accelerator.reduce(
+                totals.to(accelerator.device), "sum"
+            ).tolist()
             seen += int(n)
             record = {
                 "event": "step",
@@ -335,7 +341,7 @@ class PDPOTrainer:
                 "grad_norm": float(grad_norm),
                 "lr": lr,
                 "pairs": int(n),
-                "groups": len(split_groups(batch)),
+                "groups": len(split_groups(batch, config.pack_pairs)),
                 "pairs_per_s": n / (time.perf_counter() - t0),
                 "elapsed_s": round(time.perf_counter() - start, 3),
             }
