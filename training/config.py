@@ -56,7 +56,7 @@ class PDPOConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PDPOConfig:
         data = dict(data)
-        lora = data.pop("lora", {}) or {}
+        lora = dict(data.pop("lora", None) or {})  # a copy: the caller keeps its dict
         if "target_modules" in lora:
             lora["target_modules"] = tuple(lora["target_modules"])
         if "pair_types" in data:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.config import LoraSettings, PDPOConfig
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -61,6 +63,11 @@ def test_adapter_folder_holds_adapter_settings_hash_and_log(trained, toy_pairs, 
     assert settings["pairs"]["used"] == 21 and settings["eval_pairs"]["used"] == 9
     assert settings["eval_pairs"]["sha256"] == file_sha256(toy_pairs["held_out"])
     assert settings["config"]["seed"] == 3 and settings["config"]["beta"] == 0.1
+    config = PDPOConfig.from_dict(settings["config"])  # the settings read back as they were
+    assert config == PDPOConfig(
+        learning_rate=1e-3, warmup_ratio=0.0, max_steps=5, batch_pairs=4, seed=3, group_by_clip=False,
+        lora=LoraSettings(r=8, alpha=16, dropout=0.0),
+    )  # fmt: skip
     assert settings["config"]["lora"] == {
         "r": 8, "alpha": 16, "dropout": 0.0,
         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
@@ -157,3 +164,29 @@ def test_two_processes_train_the_same_adapter_as_one(trained, toy_pairs, tiny_ch
     assert one.keys() == two.keys()
     for key in one:  # the same up to the order of float sums (measured: 1.5e-6)
         torch.testing.assert_close(two[key], one[key], atol=2e-5, rtol=0)
+
+
+def test_the_app_serves_base_plus_adapter(trained, tiny_checkpoint, tmp_path):
+    """``python app.py --adapter DIR``: the app's configuration and model loader apply it."""
+    from peft import PeftModel
+
+    from ui.config import parse_config
+    from ui.services import ModelHolder
+
+    out, _ = trained
+    config = parse_config(
+        [
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--adapter",
+            str(out),
+            "--device",
+            "cpu",
+            "--db",
+            str(tmp_path / "a.db"),
+        ],
+        environ={},
+    )
+    assert config.adapter == str(out)
+    loaded = ModelHolder(config)._load()  # the loader get() runs (without its process-wide GC freeze)
+    assert isinstance(loaded.model.llm, PeftModel) and loaded.describe()["adapter"] == str(out)
