@@ -34,7 +34,7 @@ class PDPOConfig:
     learning_rate: float = 1e-5  # AdamW on the LoRA weights; common for LoRA DPO, paper gives none
     weight_decay: float = 0.0  # LoRA weights start at B = 0: decay would only pull back to the base
     warmup_ratio: float = 0.1  # linear warmup over this share of the steps, then linear decay to 0
-    epochs: int = 1  # passes over the pairs (~200k pairs in the paper: one pass is plenty)
+    epochs: int = 1  # passes over the pairs; the paper gives none, one pass is the usual DPO recipe
     max_steps: int | None = None  # stop after this many optimizer steps (None: all epochs)
     batch_pairs: int = 8  # pairs per optimizer step (and at most per packed forward)
     group_by_clip: bool = True  # each batch from one clip's pairs: one packed pass over the clip per step

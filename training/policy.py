@@ -81,7 +81,7 @@ def _token_logps(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -
 
 
 class PairScorer(nn.Module):
-    """Log-probs of the scored tokens of a packed pair (training.packing) in one LLM pass.
+    """Log-probs of the scored tokens of a packed group of pairs (training.packing), one LLM pass.
 
     Only hidden states at the prediction rows reach lm_head, a chunk of rows at a time; with
     gradients on, each chunk is checkpointed, so no (T, V) or even (R, V) float32 logits are kept
@@ -94,7 +94,7 @@ class PairScorer(nn.Module):
 
     def forward(
         self,
-        embeds: torch.Tensor,  # (1, T, D) prompt with AV block, context, chosen, rejected
+        embeds: torch.Tensor,  # (1, T, D) prompt with AV block, then each pair's context and candidates
         position_ids: torch.Tensor,  # (1, T)
         masks: dict[str, torch.Tensor],  # per layer type, (1, 1, T, T) additive
         rows: torch.Tensor,  # (R,) prediction rows
