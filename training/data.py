@@ -1,6 +1,6 @@
 """The store's pDPO export -> token ids of each pair, the way the official trainer builds them.
 
-One record of ``annotation_db`` ``export --format pdpo`` (annotation_db/README.md) is a step pair
+One record of ``annotation_db`` ``export --format pdpo`` (README.md, "The annotation store") is a step pair
 (``prefix_steps``, one ``chosen_steps`` / ``rejected_steps`` step each) or a full-path pair
 (empty prefix, whole paths). Tokens of one pair::
 

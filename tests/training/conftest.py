@@ -1,5 +1,5 @@
 """Fixtures for pDPO training: short generated clips and a toy preference set in the store's
-pdpo export format (annotation_db/README.md), written as JSONL."""
+pdpo export format (README.md, "The annotation store"), written as JSONL."""
 
 from __future__ import annotations
 
