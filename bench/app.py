@@ -155,7 +155,7 @@ def analyze_args(clip: str, max_new_tokens: int = 512, perturbations=("noise",))
     from gradio_client import handle_file
 
     return (handle_file(clip), QUESTION, OPTIONS, "A", "reasoning", max_new_tokens, False, 1.0, 0.9, 0, 3,
-            list(perturbations), True)  # fmt: skip
+            list(perturbations), True, False)  # fmt: skip
 
 
 def first_step_via_client(url: str, clip: str) -> dict:

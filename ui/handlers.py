@@ -173,11 +173,14 @@ class Handlers:
         top_t: float,
         perturbations: list[str],
         attention: bool,
+        compare_base: bool = False,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (how Gradio injects progress)
     ):
         """Stream an analysis: status, then each step as it is decoded, the answer, the scores.
+        With ``compare_base`` (an adapter loaded) the base model's run follows in its own panel;
+        the adapter's trace is saved and shown for labeling before it starts.
         Outputs: status, trace id, step index, steps, answer, step info, scores, token KL,
-        started, alternatives (HTML, choices: emptied for the new trace)."""
+        started, alternatives (HTML, choices: emptied for the new trace), base model panel."""
         request = AnalysisRequest(
             video=video or "",
             question=(question or "").strip(),
@@ -192,11 +195,15 @@ class Handlers:
             perturbations=tuple(perturbations or ()),
             top_t=int(top_t),
             attention=bool(attention),
+            compare_base=bool(compare_base),
         )
         self.studio.check_request(request)
         steps: list[dict] = []
         answer: dict | None = None
-        trace = None
+        base_steps: list[dict] = []
+        base_answer: dict | None = None
+        stored: dict | None = None  # the adapter's (or only) trace, once saved
+        done = ""  # the status line once it is saved
         started = time.perf_counter()
 
         def status(text: str) -> str:
@@ -204,6 +211,13 @@ class Handlers:
 
         def frame(stage_text: str):
             """An update while the analysis runs: status, the steps so far, the answer."""
+            if stored is not None:  # the base model runs: the labeled trace stays as it is
+                return (
+                    gr.update(),
+                    stored["id"],  # every update names the trace (the last one is an API's result)
+                    *(gr.update(),) * 9,
+                    render.base_html(None, base_steps, base_answer, request.reference_answer, stage_text),
+                )
             return (
                 status(stage_text),
                 gr.update(),
@@ -216,6 +230,9 @@ class Handlers:
                 gr.update(),
                 gr.update(),
                 gr.update(),
+                render.base_html(status="Waiting for the adapter's run\u2026")
+                if request.compare_base
+                else "",
             )
 
         progress(0.01, desc="Decoding the clip")
@@ -226,22 +243,36 @@ class Handlers:
                 progress(event.fraction, desc=event.message)
                 yield frame(event.message + "\u2026")
             elif isinstance(event, StepDecoded):
-                steps.append(dataclasses.asdict(event.step))
-                progress(min(0.2 + 0.05 * len(steps), 0.75), desc=f"Generating: step {len(steps)}")
-                yield frame(f"Generating: step {len(steps)} decoded\u2026")
+                (base_steps if event.base else steps).append(dataclasses.asdict(event.step))
+                n = len(base_steps if event.base else steps)
+                who = "Base model: generating" if event.base else "Generating"
+                progress(min(0.2 + 0.05 * n, 0.75), desc=f"{who}: step {n}")
+                yield frame(f"{who}: step {n} decoded\u2026")
             elif isinstance(event, AnswerDecoded):
-                answer = {"text": event.answer.text, "choice": event.answer.choice}
+                decoded = {"text": event.answer.text, "choice": event.answer.choice}
+                if event.base:
+                    base_answer = decoded
+                else:
+                    answer = decoded
                 yield frame(
                     "Answer decoded; scoring\u2026" if request.perturbations else "Answer decoded\u2026"
                 )
+            elif isinstance(event, Finished) and event.base:
+                progress(0.97, desc="Saving the base model's trace")
+                base = self.studio.save_trace(event.trace, media)
+                done = f"{done} The base model's trace {base['id']} is shown beside it."
+                yield (status(done), stored["id"], *(gr.update(),) * 9, render.base_html(base))
             elif isinstance(event, Finished):
-                trace = event.trace
-        if trace is None:
+                progress(0.97, desc="Saving the trace")
+                stored = self.studio.save_trace(event.trace, media)
+                done = self._done_text(stored, time.perf_counter() - started)
+                yield self._analysis_done(stored, done, request.compare_base)
+        if stored is None:
             raise AppError("the analysis ended without a result; see the server log")
-        progress(0.97, desc="Saving the trace")
-        stored = self.studio.save_trace(trace, media)
-        t = trace.timings
-        took = time.perf_counter() - started
+
+    @staticmethod
+    def _done_text(stored: dict, took: float) -> str:
+        t = stored["timings"]
         parts = [
             f"{name[:-2]} {t[name]:.1f} s"
             for name in ("decode_s", "encode_s", "generate_s", "score_s")
@@ -252,9 +283,13 @@ class Handlers:
         )
         if stored["model"].get("tiny"):
             done += " Tiny demo model: its text is meaningless."
+        return done
+
+    def _analysis_done(self, stored: dict, done: str, compare_base: bool) -> tuple:
+        """The outputs once the (adapter's) trace is saved: it is shown for labeling."""
         spans = render.step_spans(stored)
-        yield (
-            status(done),
+        return (
+            f'<div class="status">{render.esc(done)}</div>',
             stored["id"],
             0,
             render.steps_html(stored["steps"], 0, spans=spans),
@@ -265,6 +300,9 @@ class Handlers:
             time.time(),
             render.alternatives_html([]),
             gr.update(choices=[], value=None),
+            render.base_html(status="Running the base model (adapter off) next\u2026")
+            if compare_base
+            else "",
         )
 
     # ------------------------------------------------------------------ the trace view

@@ -218,6 +218,12 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                                 attention = gr.Checkbox(
                                     value=True, label="Find the clip span each step attends to"
                                 )
+                        compare_base = gr.Checkbox(
+                            value=False,
+                            label="Also run the base model (adapter off) and show it side by side",
+                            elem_id="compare-base",
+                            visible=bool(config.adapter) and not label_only,
+                        )
                         analyze_btn = gr.Button(
                             "Analyze", variant="primary", elem_id="btn-analyze", visible=not label_only
                         )
@@ -227,6 +233,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                     with gr.Column(scale=3):
                         answer = gr.HTML(render.answer_html(None), elem_id="answer")
                         steps = gr.HTML(render.steps_html([]), elem_id="steps")
+                        base_view = gr.HTML("", elem_id="base-compare", visible=bool(config.adapter))
                     with gr.Column(scale=2):
                         step_info = gr.Markdown("No step selected.", elem_id="step-info")
                         with gr.Row():
@@ -359,6 +366,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                     top_t,
                     perturbations,
                     attention,
+                    compare_base,
                 ],
                 [
                     status,
@@ -372,6 +380,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                     started,
                     alternatives_view,
                     alternative,
+                    base_view,
                 ],
                 api_name="analyze",
                 show_progress="minimal",

@@ -110,21 +110,25 @@ def steps_html(
     spans: Sequence[tuple[float, float] | None] | None = None,
     streaming: bool = False,
     show_labels: bool = True,
+    selectable: bool = True,
 ) -> str:
     """The list of steps: number, scores, top-T badge, clip span (click to seek), labels, text.
 
     Each step is a ``div.step[data-step=i]`` (a click selects it, ``ui.shortcuts``); the span is a
-    ``button.seek[data-seek=seconds]``."""
+    ``button.seek[data-seek=seconds]``. ``selectable=False`` leaves out the step ids and
+    ``data-step`` (a second, read-only list on the page: a click there must not select a step of
+    the trace being labeled)."""
     mine = mine or {}
     peers = peers or {}
     spans = spans or []
+    list_id = ' id="steps-list"' if selectable else ""
     if not steps:
         message = (
             "Generating the first step\u2026"
             if streaming
             else "No steps yet: analyse a clip or open a trace."
         )
-        return f'<div class="steps empty" id="steps-list">{esc(message)}</div>'
+        return f'<div class="steps empty"{list_id}>{esc(message)}</div>'
     scale = trace_kl_scale(steps)
     items = []
     for step in steps:
@@ -163,14 +167,42 @@ def steps_html(
         comment = ""
         if label and label.get("comment"):
             comment = f'<div class="comment">\U0001f4ac {esc(label["comment"])}</div>'
+        where = f' data-step="{k}" id="step-{k}"' if selectable else ""
         items.append(
-            f'<div class="{" ".join(classes)}" data-step="{k}" id="step-{k}">'
+            f'<div class="{" ".join(classes)}"{where}>'
             f'<div class="step-head">{" ".join(head)}</div>'
             f'<div class="step-text">{body}</div>{comment}</div>'
         )
     if streaming:
         items.append('<div class="step pending">\u2026</div>')
-    return f'<div class="steps" id="steps-list">{"".join(items)}</div>'
+    return f'<div class="steps"{list_id}>{"".join(items)}</div>'
+
+
+def base_html(
+    trace: Mapping[str, Any] | None = None,
+    steps: Sequence[Mapping[str, Any]] = (),
+    answer: Mapping[str, Any] | None = None,
+    reference: str | None = None,
+    status: str = "",
+) -> str:
+    """The base model's reasoning (adapter off) beside the adapter's: its answer and steps with
+    scores, read-only (it is a stored trace of its own: open it from the Queue to label it).
+    While it streams, ``steps`` / ``answer`` so far and a ``status``; at the end, the stored trace."""
+    if trace is not None:
+        steps, answer = trace["steps"], trace["answer"]
+        reference = trace.get("reference_answer")
+        status = f"Trace {trace['id']} saved (open it from the Queue tab to label it)."
+    elif not steps and not status:
+        return ""
+    streaming = trace is None and answer is None
+    spans = step_spans(trace) if trace is not None else None
+    return (
+        '<div class="base-compare"><h3>Base model (adapter off)</h3>'
+        f'<div class="status">{esc(status)}</div>'
+        f"{answer_html(answer, reference, pending=streaming and bool(steps))}"
+        f"{steps_html(steps, None, spans=spans, streaming=streaming, show_labels=False, selectable=False)}"
+        "</div>"
+    )
 
 
 def answer_html(answer: Mapping[str, Any] | None, reference: str | None = None, pending: bool = False) -> str:

@@ -60,16 +60,19 @@ class Stage:
 @dataclass
 class StepDecoded:
     step: Any  # inference.trace.Step
+    base: bool = False  # from the base model (adapter off) of a side-by-side comparison
 
 
 @dataclass
 class AnswerDecoded:
     answer: Any  # inference.trace.Answer
+    base: bool = False
 
 
 @dataclass
 class Finished:
     trace: Any  # inference.trace.Trace, scored when asked
+    base: bool = False
 
 
 @dataclass
@@ -92,6 +95,9 @@ class AnalysisRequest:
     perturbations: tuple[str, ...] = ("noise",)  # the paper's; empty = no scores
     top_t: int = 3  # paper Fig. 5: T = 3 works best
     attention: bool = True  # derive each step's clip span (inference.attribution)
+    # With a LoRA adapter loaded (--adapter): also run the base model (adapter off) on the same
+    # clip, question and settings, so the two traces can be read side by side.
+    compare_base: bool = False
 
 
 def parse_options(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -361,6 +367,8 @@ class Studio:
             raise AppError("sampling needs 0 < top-p <= 1 and a temperature above 0")
         if request.top_t < 0:
             raise AppError("top-T must be 0 or more")
+        if request.compare_base and not self.config.adapter:
+            raise AppError("comparing with the base model needs an adapter: start the app with --adapter DIR")
 
     def load_media(self, path: str) -> Any:
         from inference.media import load_media
@@ -414,17 +422,19 @@ class Studio:
     def analyze(
         self, request: AnalysisRequest
     ) -> Iterator[Stage | StepDecoded | AnswerDecoded | Finished | Stored]:
-        """The whole analysis as events (for tests and benchmarks; the page streams the same)."""
+        """The whole analysis as events (for tests and benchmarks; the page streams the same).
+        With ``compare_base`` two traces are stored: the adapter's, then the base model's."""
         self.check_request(request)
         yield Stage("decode", 0.02, "Decoding the clip")
         media = self.load_media(request.video)
-        trace = None
+        finished = []
         for event in self.reason(media, request):
             if isinstance(event, Finished):
-                trace = event.trace
+                finished.append(event.trace)
             yield event
         yield Stage("store", 0.98, "Saving the trace")
-        yield Stored(self.save_trace(trace, media))
+        for trace in finished:
+            yield Stored(self.save_trace(trace, media))
 
     # ------------------------------------------------------------------ labeling
 
@@ -560,6 +570,35 @@ class Studio:
 
 @gpu_task
 def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[Any]:
+    if studio.models.loaded is None:
+        yield Stage("load", 0.05, "Loading the model (once)")
+    loaded = studio.models.get()
+    yield Stage("encode", 0.1, "Encoding frames and audio")
+    started = time.perf_counter()
+    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, float(media.real_time))
+    encode_s = time.perf_counter() - started
+    trace = None
+    for event in _reason_encoded(loaded, media, request, encoded, encode_s, base=False):
+        if isinstance(event, Finished):
+            trace = event.trace
+        yield event
+    if request.compare_base and getattr(loaded, "adapter", None):
+        # The same encoded clip through the LLM with its LoRA layers switched off: the frozen base
+        # model (the pDPO reference policy). Encoders and projectors carry no adapter, so the
+        # encoding is shared. peft restores the adapter when the block exits, also when the page
+        # closes the stream early (GeneratorExit runs the context manager's exit).
+        with loaded.model.llm.disable_adapter():
+            for event in _reason_encoded(loaded, media, request, encoded, encode_s, base=True):
+                if isinstance(event, Finished):
+                    event.trace.model["adapter"] = None
+                    event.trace.model["compared_with"] = trace.id if trace is not None else None
+                yield event
+
+
+def _reason_encoded(
+    loaded: Any, media: Any, request: AnalysisRequest, encoded: Any, encode_s: float, base: bool
+) -> Iterator[Any]:
+    """Generation, scores and clip spans of one model (adapter on, or ``base``) on an encoded clip."""
     from inference.generate import (
         AnswerEvent,
         DecodingSettings,
@@ -569,14 +608,8 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
         stream_reasoning,
     )
 
-    if studio.models.loaded is None:
-        yield Stage("load", 0.05, "Loading the model (once)")
-    loaded = studio.models.get()
-    yield Stage("encode", 0.1, "Encoding frames and audio")
-    started = time.perf_counter()
-    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, float(media.real_time))
-    encode_s = time.perf_counter() - started
-    yield Stage("generate", 0.2, "Generating the reasoning")
+    who = "Base model: " if base else ""
+    yield Stage("generate", 0.2, f"{who}Generating the reasoning")
     synthdec = request.prompt_kind == "synthdec"
     reasoning = ReasoningRequest(
         question="" if synthdec else request.question,
@@ -594,9 +627,9 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
     trace = None
     for event in stream_reasoning(loaded, media, reasoning, encoded=encoded):
         if isinstance(event, StepEvent):
-            yield StepDecoded(event.step)
+            yield StepDecoded(event.step, base=base)
         elif isinstance(event, AnswerEvent):
-            yield AnswerDecoded(event.answer)
+            yield AnswerDecoded(event.answer, base=base)
         elif isinstance(event, DoneEvent):
             trace = event.trace
     trace.timings["encode_s"] = round(encode_s, 4)
@@ -605,7 +638,7 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
         from inference.scoring import score_trace
 
         names = ", ".join(request.perturbations)
-        yield Stage("score", 0.8, f"Scoring every step ({names})")
+        yield Stage("score", 0.8, f"{who}Scoring every step ({names})")
         score_trace(
             loaded,
             media,
@@ -618,7 +651,7 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
     if request.attention and trace.steps:
         from inference.attribution import frame_attention
 
-        yield Stage("attention", 0.92, "Finding the moment each step relies on")
+        yield Stage("attention", 0.92, f"{who}Finding the moment each step relies on")
         started = time.perf_counter()
         attention = frame_attention(loaded, trace, encoded)
         trace.scoring = {
@@ -629,7 +662,7 @@ def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[An
             },
         }
         trace.timings["attention_s"] = round(time.perf_counter() - started, 4)
-    yield Finished(trace)
+    yield Finished(trace, base=base)
 
 
 @gpu_task

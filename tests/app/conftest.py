@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gradio_client import handle_file
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -130,3 +131,33 @@ def make_trace(
         "answer": {"text": "The answer is A.", "choice": "A"},
         "timings": {},
     }
+
+
+def analyze_args(
+    video, question="Which way does the shape move?", options="left\nright", reference="A", **kw
+):
+    """The /analyze inputs in the page's order: clip, question, options, reference, prompt kind,
+    then the settings (keywords override them)."""
+    settings = {
+        "max_new_tokens": 48,
+        "do_sample": False,
+        "temperature": 1.0,
+        "top_p": 0.9,
+        "seed": 0,
+        "top_t": 2,
+        "perturbations": ["noise", "mute"],
+        "attention": True,
+        "compare_base": False,
+    }
+    settings.update(kw)
+    return (video, question, options, reference, "reasoning", *settings.values())
+
+
+@pytest.fixture(scope="session")
+def analysis(app, clip):
+    """One analysis through the client; every streamed update kept (client, updates, trace id)."""
+    client = app.client()
+    job = client.submit(*analyze_args(handle_file(str(clip))), api_name="/analyze")
+    updates = [tuple(u) for u in job]
+    final = job.result()
+    return client, updates, final[1]

@@ -11,36 +11,9 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from tests.app.conftest import XSS, make_trace
+from tests.app.conftest import XSS, analyze_args, make_trace
 
 pytestmark = pytest.mark.slow
-
-
-def analyze_args(
-    video, question="Which way does the shape move?", options="left\nright", reference="A", **kw
-):
-    settings = {
-        "max_new_tokens": 48,
-        "do_sample": False,
-        "temperature": 1.0,
-        "top_p": 0.9,
-        "seed": 0,
-        "top_t": 2,
-        "perturbations": ["noise", "mute"],
-        "attention": True,
-    }
-    settings.update(kw)
-    return (video, question, options, reference, "reasoning", *settings.values())
-
-
-@pytest.fixture(scope="session")
-def analysis(app, clip):
-    """One analysis through the client; every streamed update kept (client, updates, trace id)."""
-    client = app.client()
-    job = client.submit(*analyze_args(handle_file(str(clip))), api_name="/analyze")
-    updates = [tuple(u) for u in job]
-    final = job.result()
-    return client, updates, final[1]
 
 
 def status_text(update) -> str:
