@@ -472,7 +472,8 @@ def launch_kwargs(config: AppConfig, studio: Studio) -> dict[str, Any]:
         "server_port": config.port,
         "css": CSS,
         "js": shortcuts.script(),
-        "allowed_paths": [str(p) for p in studio.served_roots],
+        "allowed_paths": [str(p) for p in (*studio.served_roots, *studio.served_files)],
+        "blocked_paths": studio.private_files(),  # wins over allowed_paths
         "max_file_size": int(config.max_upload_mb * 1024 * 1024),
         "show_error": True,
         "ssr_mode": False,  # no Node server: one process, and the page works without it

@@ -92,10 +92,6 @@ def test_upload_and_analyze_shows_the_steps(page, app, clip, tmp_path):
     page.wait_for_selector("#scores-plot .js-plotly-plot .bars")
     page.wait_for_selector("#kl-plot .js-plotly-plot .scatterlayer")
     assert page.locator("#scores-plot .bars .point").count() == len(stored["steps"])
-    # the score chart (one bar per step) and the token KL curve are drawn
-    page.wait_for_selector("#scores-plot .js-plotly-plot .bars")
-    page.wait_for_selector("#kl-plot .js-plotly-plot .scatterlayer")
-    assert page.locator("#scores-plot .bars .point").count() == len(stored["steps"])
     assert screenshot(page, tmp_path, "analyze.png").stat().st_size > 0
 
 
@@ -146,3 +142,58 @@ def test_model_text_is_text_and_keys_label_the_steps(page, app, clip, tmp_path):
     page.reload(wait_until="load")
     page.wait_for_selector("#who:has-text('Labeling as zoe')")
     assert page.locator("#annotator textarea, #annotator input").first.input_value() == "zoe"
+
+
+def test_alternatives_comments_and_questions_are_text(page, app, clip, tmp_path):
+    """Markup anywhere a person or the model can write (a step, an alternative, a correction,
+    a comment, a question) is shown as its characters: no element is made, no script runs (the
+    ``page`` fixture fails the test on any dialog)."""
+    question = '<script>alert("q")</script>Which way?'
+    comment = "<b onmouseover=alert(4)>bold</b>"
+    model_alt = "<iframe src=javascript:alert(3)></iframe>"
+    human_alt = "<svg onload=alert(2)></svg>"
+    trace = make_trace(
+        "b-text", ["The ball rolls.", XSS, "The answer is A."], [0.3, 0.6, 0.1], str(clip), "c" * 64
+    )
+    trace["question"] = question
+    store = app.studio.store
+    store.add_trace(trace)
+    store.set_label("mia", "b-text", 0, "reject", error_type="hallucination", comment=comment)
+    store.add_alternative("mia", "b-text", 1, model_alt, source="model")
+    store.add_alternative("mia", "b-text", 1, human_alt, source="human")
+    sign_in_by_name(page, "mia")
+    page.get_by_role("tab", name="Queue").click()
+    page.wait_for_selector("#queue-table:has-text('Which way?')")
+    assert question in page.locator("#queue-table").inner_text()
+    page.locator("#open-id textarea, #open-id input").first.fill("b-text")
+    page.click("#btn-open")
+    page.wait_for_selector("#step-1.current")  # the first step mia has not labeled
+    assert comment in page.locator("#step-0 .comment").inner_text()
+    page.get_by_text("Alternatives, corrections and rollouts").click()
+    page.wait_for_selector("#alternatives:has-text('iframe')")
+    shown = page.locator("#alternatives").inner_text()
+    assert model_alt in shown and human_alt in shown
+    assert human_alt in page.locator("#alternative").inner_text()  # the choice to prefer
+    # no element came from the payloads (Gradio's own icons are svg: look for the payloads' marks)
+    made = "script, iframe, [onload], [onerror], [onmouseover], img[src='x']"
+    for where in ("#steps", "#alternatives", "#alternative", "#queue-table", "#step-info"):
+        assert page.locator(where).locator(made).count() == 0, f"markup made an element in {where}"
+    assert screenshot(page, tmp_path, "text.png").stat().st_size > 0
+
+
+def test_a_waiting_analysis_shows_its_place_in_the_queue(browser, page, app, clip):
+    """The model runs one analysis at a time: a second page asking meanwhile sees where it
+    waits ("queue: 1/1"), then gets its result."""
+    other = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
+    other.goto(app.url, wait_until="load")
+    for tab in (page, other):
+        tab.set_input_files("#player input[type=file]", str(clip))
+        tab.fill("#question textarea", "Which way does the shape move?")
+        tab.fill("#options textarea", "left\nright")
+    page.click("#btn-analyze")
+    page.wait_for_selector("#status:has-text('Generating')", timeout=TIMEOUT_MS)
+    other.click("#btn-analyze")
+    other.wait_for_function("/queue: \\d+\\/\\d+/.test(document.body.innerText)", timeout=30_000)
+    for tab in (page, other):
+        tab.wait_for_selector("#status:has-text('Done in')", timeout=TIMEOUT_MS)
+    other.context.close()
