@@ -1,5 +1,9 @@
 """Errors a user of the store can cause. Each has a one-line message that says what to do.
 
+``StoreIOError`` and its subclasses are not caused by the caller's input but by the
+database's disk (full, read-only, failing): whoever runs the program can fix them, so they are
+``StoreError`` too and get the same one-line treatment. A write that raises one saved nothing.
+
 ``annotation_db`` never imports ``inference``, so these do not derive from
 ``inference.errors.UserError``: callers that show errors to people (the UI, the CLI) catch
 ``StoreError`` beside ``UserError``. Anything else that escapes the store is a bug.
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 
 class StoreError(Exception):
-    """Base of every error caused by what a caller handed to the store."""
+    """Base of every error caused by what a caller handed to the store, or by its disk."""
 
 
 class ImportFormatError(StoreError):
@@ -70,3 +74,19 @@ class DatabaseOpenError(StoreError):
 
 class DatabaseTooNewError(StoreError):
     """The database was migrated by a newer version of annotation_db than this one."""
+
+
+class StoreIOError(StoreError):
+    """The database's disk refused a read or a write (I/O error, file gone); nothing was saved."""
+
+
+class StoreFullError(StoreIOError):
+    """The disk holding the database is full; the write was rolled back."""
+
+
+class StoreReadOnlyError(StoreIOError):
+    """The database, its folder or its disk cannot be written; the write was refused."""
+
+
+class ExportWriteError(StoreError):
+    """An export file cannot be written: its disk is full, or its folder is read-only."""

@@ -44,6 +44,7 @@ Rules (the README repeats them):
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -55,7 +56,7 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from annotation_db.errors import ExportFormatError
+from annotation_db.errors import ExportFormatError, ExportWriteError
 from annotation_db.tracejson import STEP_DELIMITER, render_steps
 
 FORMATS = ("pdpo", "trl-dpo", "trl-stepwise", "step-dpo")
@@ -517,9 +518,33 @@ def check_out(out: Path) -> str:
 
 def write(records: list[dict[str, Any]], format: str, out: Path) -> Path:
     """Write ``records`` to ``out`` (.jsonl or .parquet) via a temp file, so a crash never
-    leaves half a file under the final name."""
+    leaves half a file under the final name. ExportWriteError when the folder's disk is full
+    or the folder cannot be written (nothing is left behind then)."""
     check_format(format)
     suffix = check_out(out)
+    try:
+        _write_file(records, format, suffix, out)
+    except OSError as exc:  # pyarrow's write errors are OSErrors too, errno included
+        raise export_write_error(out, exc) from exc
+    return out
+
+
+def export_write_error(out: Path, exc: OSError) -> ExportWriteError:
+    """The one-line error for an export file that could not be written."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
+        return ExportWriteError(
+            f"the disk holding {out.parent} is full, so no export was written; free some space there "
+            "or export to another folder"
+        )
+    why = exc.strerror or str(exc)
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir or open under a path that is a file
+        why = "a file stands where its folder should be"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return ExportWriteError(f"cannot write to {out.parent} ({why}); export to a folder you can write to")
+    return ExportWriteError(f"cannot write {out} ({why}); export to another folder")
+
+
+def _write_file(records: list[dict[str, Any]], format: str, suffix: str, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
@@ -537,4 +562,3 @@ def write(records: list[dict[str, Any]], format: str, out: Path) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    return out

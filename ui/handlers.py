@@ -2,8 +2,9 @@
 
 Every handler is a named method; ``ui.layout`` wires them. Errors a person can fix
 (``inference.errors.UserError``, ``annotation_db.StoreError``) become ``gr.Error`` with their
-one-line message; anything else is logged with its traceback and shown as a short message, and
-the app keeps serving.
+one-line message; those of the server's disk (full, read-only: ``StoreIOError``,
+``ExportWriteError``) are also logged, for whoever runs it. Anything else is logged with its
+traceback and shown as a short message, and the app keeps serving.
 
 (No ``from __future__ import annotations`` here: Gradio reads the ``gr.Request`` /
 ``gr.OAuthProfile`` / ``gr.Progress`` parameters from the evaluated annotations.)
@@ -21,7 +22,7 @@ from typing import Any
 import gradio as gr
 from gradio.components.plot import PlotData
 
-from annotation_db import StoreError
+from annotation_db import ExportWriteError, NothingToUndoError, StoreError, StoreIOError
 from inference.errors import UserError
 from ui import render
 from ui.config import AppConfig
@@ -45,6 +46,8 @@ NO_ERROR_TYPE = ""  # the error-type dropdown's "none"
 def _as_gradio_error(exc: Exception) -> gr.Error:
     if isinstance(exc, gr.Error):
         return exc
+    if isinstance(exc, StoreIOError | ExportWriteError):  # the disk: whoever runs the server must act
+        log.warning("%s", exc)
     if isinstance(exc, UserError | StoreError):
         return gr.Error(str(exc), print_exception=False)
     log.exception("unexpected error in a handler")
@@ -474,7 +477,7 @@ class Handlers:
         for target in candidates:
             try:
                 label = self.studio.undo(annotator, trace_id, target)
-            except StoreError as exc:
+            except NothingToUndoError as exc:  # any other error is about this step: shown as it is
                 if target == candidates[-1]:
                     raise AppError(str(exc)) from exc
                 continue

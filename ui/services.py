@@ -14,6 +14,7 @@ startup thread or the first analysis.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import logging
@@ -29,7 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotation_db import FORMATS, Store
+from annotation_db import FORMATS, ExportWriteError, Store
+from annotation_db.export import export_write_error
 from inference.errors import UserError
 from ui.config import AppConfig
 from ui.gpu import gpu_task
@@ -304,6 +306,12 @@ class Studio:
 
         self.config = config
         self.store = store or Store.open(config.db)
+        if self.store.read_only:  # reads are served; every label gets StoreReadOnlyError's message
+            log.warning(
+                "%s is open read-only (%s): labels cannot be saved until it is writable and the app restarted",
+                self.store.path,
+                self.store.read_only,
+            )
         self.models = None if config.label_only else (models or ModelHolder(config))
         if self.models is not None:
             import_model_code()  # before any worker or startup thread touches it (see there)
@@ -401,15 +409,28 @@ class Studio:
         return _reason(self, media, request)
 
     def keep_clip(self, path: str, sha256: str) -> Path:
-        """Copy an uploaded clip into the media folder under its content hash (once)."""
+        """Copy an uploaded clip into the media folder under its content hash (once). AppError
+        when the folder's disk is full or cannot be written (no partial file is left)."""
         source = Path(path)
         root = self.config.media_root
-        root.mkdir(parents=True, exist_ok=True)
         target = root / f"{sha256}{source.suffix.lower() or '.mp4'}"
-        if not target.exists():
-            partial = target.with_name(f".{target.name}.{threading.get_ident()}.partial")
-            shutil.copyfile(source, partial)
-            partial.replace(target)
+        partial = target.with_name(f".{target.name}.{threading.get_ident()}.partial")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            if not target.exists():
+                shutil.copyfile(source, partial)
+                partial.replace(target)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise AppError(
+                    f"the disk holding {root} is full, so the analysis was not saved; free some space there, "
+                    "then analyse again"
+                ) from None
+            raise AppError(
+                f"cannot keep the clip in {root} ({exc.strerror}), so the analysis was not saved; make the "
+                "folder writable or start the app with --media-dir on another disk"
+            ) from None
         return target
 
     def save_trace(self, trace: Any, media: Any) -> dict[str, Any]:
@@ -508,16 +529,26 @@ class Studio:
             raise AppError(f"export format must be one of {', '.join(FORMATS)}")
         if suffix not in EXPORT_SUFFIXES:
             raise AppError(f"export file type must be {' or '.join(EXPORT_SUFFIXES)}")
-        folder = Path(tempfile.mkdtemp(prefix="studio-export-"))
+        where = f"(the app exports to TMPDIR, now {tempfile.gettempdir()})"
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="studio-export-"))
+        except OSError as exc:
+            raise AppError(
+                f"{export_write_error(Path(tempfile.gettempdir()) / 'export', exc)} {where}"
+            ) from None
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         out = folder / f"{format}-{stamp}.{suffix}"
-        return self.store.export(
-            format,
-            out,
-            annotators=list(annotators) or None,
-            min_agreement=float(min_agreement or 0.0),
-            since=(since or "").strip() or None,
-        )
+        try:
+            return self.store.export(
+                format,
+                out,
+                annotators=list(annotators) or None,
+                min_agreement=float(min_agreement or 0.0),
+                since=(since or "").strip() or None,
+            )
+        except ExportWriteError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise AppError(f"{exc} {where}") from None
 
     # ------------------------------------------------------------------ alternatives, rollouts
 
