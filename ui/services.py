@@ -318,6 +318,7 @@ class Studio:
         self.media = MediaCache()
         self.limits = MediaLimits(max_duration_s=config.max_duration_s, max_file_mb=config.max_upload_mb)
         self.served_roots = [Path(p).resolve() for p in self.playable_roots()]
+        self.served_files = self.stored_clip_files()
 
     def close(self) -> None:
         self.store.close()
@@ -325,15 +326,32 @@ class Studio:
     # ------------------------------------------------------------------ files the page may play
 
     def playable_roots(self) -> list[str]:
-        """Folders whose clips the page may play (Gradio's allowed_paths): analysed clips, the
-        examples, --media-path folders and the folders of clips already in the store."""
+        """Folders whose clips the page may play (Gradio's allowed_paths): analysed clips (the
+        media folder holds nothing else), the examples and the --media-path folders."""
         from examples.make_examples import DEFAULT_DIR
 
         roots = [str(self.config.media_root), str(DEFAULT_DIR), *self.config.media_paths]
+        return list(dict.fromkeys(roots))
+
+    def stored_clip_files(self) -> list[Path]:
+        """The clip files of stored traces outside the served folders, one by one: serving their
+        folders would also serve whatever lies beside them (a database, a password file)."""
+        files = []
         for item in self.store.queue(ANYONE, unlabeled_only=False):
             if item["video_path"]:
-                roots.append(str(Path(item["video_path"]).resolve().parent))
-        return list(dict.fromkeys(roots))
+                path = Path(item["video_path"]).resolve()
+                if path.is_file() and not any(path.is_relative_to(root) for root in self.served_roots):
+                    files.append(path)
+        return list(dict.fromkeys(files))
+
+    def private_files(self) -> list[str]:
+        """Files no request may download, even from a served folder: the database (and its WAL,
+        shared-memory, journal and lock files) and the password file."""
+        db = Path(self.config.db).resolve()
+        private = [db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal", "-writer.lock"))]
+        if self.config.auth_file:
+            private.append(Path(self.config.auth_file).resolve())
+        return [str(p) for p in private]
 
     def playable(self, path: str | None) -> tuple[str | None, str]:
         """(path, "") when the page can play the clip, else (None, why not)."""
@@ -343,7 +361,7 @@ class Studio:
         if not resolved.is_file():
             return None, f"the clip {Path(path).name} is not on this server ({path})"
         allowed = [*self.served_roots, Path.cwd().resolve(), Path(tempfile.gettempdir()).resolve()]
-        if not any(resolved.is_relative_to(root) for root in allowed):
+        if resolved not in self.served_files and not any(resolved.is_relative_to(root) for root in allowed):
             return (
                 None,
                 f"the clip's folder {resolved.parent} is not served; restart with --media-path {resolved.parent}",
