@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotation_db import FORMATS, ExportWriteError, Store
+from annotation_db import FORMATS, ExportWriteError, Store, StoreConfig
 from annotation_db.export import export_write_error
 from inference.errors import UserError
 from ui.config import AppConfig
@@ -305,7 +305,7 @@ class Studio:
         from inference.media import MediaLimits
 
         self.config = config
-        self.store = store or Store.open(config.db)
+        self.store = store or Store.open(config.db, StoreConfig(synchronous=config.db_sync))
         if self.store.read_only:  # reads are served; every label gets StoreReadOnlyError's message
             log.warning(
                 "%s is open read-only (%s): labels cannot be saved until it is writable and the app restarted",

@@ -130,3 +130,19 @@ def test_a_loaded_model_is_kept_out_of_the_garbage_collectors_walks():
     assert isinstance(holder.get(), Loaded) and holder.state == "ready"
     assert gc.get_freeze_count() > 0
     gc.unfreeze()
+
+
+def test_db_sync_reaches_sqlite(tmp_path):
+    """--db-sync full (or STUDIO_DB_SYNC): every commit is synced, labels survive a power cut."""
+    from ui.services import Studio
+
+    assert parse_config([], {}).db_sync == "NORMAL"
+    assert parse_config([], {"STUDIO_DB_SYNC": "full"}).db_sync == "FULL"
+    with pytest.raises(ConfigError, match="normal or full"):
+        parse_config([], {"STUDIO_DB_SYNC": "fast"})
+    config = parse_config(["--db", str(tmp_path / "a.db"), "--db-sync", "full", "--label-only"], {})
+    studio = Studio(config)
+    try:
+        assert studio.store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        studio.close()
