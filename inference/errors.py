@@ -70,6 +70,14 @@ class NoVideoStreamError(MediaError):
         )
 
 
+class FrameTooLargeError(MediaError):
+    def __init__(self, name: str, width: int, height: int, max_pixels: int):
+        super().__init__(
+            f"{name} has {width}x{height} frames, over the {max_pixels / 1e6:.3g}-megapixel limit; "
+            "scale it down (e.g. to 4K) and re-encode it"
+        )
+
+
 class ClipTooLongError(MediaError):
     def __init__(self, name: str, duration_s: float, max_s: float):
         super().__init__(

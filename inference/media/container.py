@@ -23,6 +23,7 @@ from inference.errors import (
     CorruptMediaError,
     EmptyFileError,
     FileTooLargeError,
+    FrameTooLargeError,
     ImageNotVideoError,
     MediaNotFoundError,
     NotMediaError,
@@ -148,7 +149,11 @@ def open_clip(path: str | Path, limits: MediaLimits) -> OpenedClip:
     path = check_file(path, limits.max_file_mb)
     name = path.name
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # max_pixels: the header probe decodes a frame at the size the stream claims (options
+        # here reach the probe's decoders; the decoder we use gets it in _validate)
+        container = av.open(
+            str(path), metadata_errors="ignore", options={"max_pixels": str(limits.max_pixels)}
+        )
     except av.FFmpegError as exc:
         raise (CorruptMediaError(name) if _looks_like_container(path) else NotMediaError(name)) from exc
     try:
@@ -177,6 +182,10 @@ def _validate(path: Path, container: av.container.InputContainer, limits: MediaL
         raise ImageNotVideoError(name)
     if not ctx.width or not ctx.height:
         raise NoVideoStreamError(name, ctx.name)
+    if ctx.width * ctx.height > limits.max_pixels:
+        raise FrameTooLargeError(name, ctx.width, ctx.height, limits.max_pixels)
+    # and a size change later in the stream (a new SPS) cannot make the decoder allocate more
+    ctx.options = {**ctx.options, "max_pixels": str(limits.max_pixels)}
     avg_fps = _average_fps(video)
     n_frames = int(video.frames or 0)
     counted = n_frames > 0

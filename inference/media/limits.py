@@ -23,6 +23,10 @@ class MediaLimits:
 
     max_duration_s: float = 600.0  # 10 minutes: past this the 60 frames are > 10 s apart
     max_file_mb: float = 500.0  # a 10-minute 1080p phone clip fits; bigger uploads are a mistake
+    # DCI 8K. The decoder allocates every frame at the size the H.264 SPS claims: a few-kB file
+    # claiming 16000x16000 took 5.4 GB. Larger frames are refused before any is decoded (FFmpeg's
+    # own max_pixels also stops the header probe at this size).
+    max_pixels: int = 8192 * 4320
     max_frames: int = 60  # official max_time 30 s x video_fps 2
     fps: float = 2.0  # official video_fps: stride round(source_fps / 2)
 

@@ -16,6 +16,7 @@ from inference.errors import (
     CorruptMediaError,
     EmptyFileError,
     FileTooLargeError,
+    FrameTooLargeError,
     ImageNotVideoError,
     MediaError,
     MediaNotFoundError,
@@ -24,6 +25,7 @@ from inference.errors import (
     UserError,
 )
 from inference.media import MediaLimits, load_media, probe_clip
+from tests.hardening.bad_inputs import huge_dims_sps
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,6 +116,8 @@ BAD_INPUTS = [
     (truncated, CorruptMediaError, "is truncated or corrupt"),
     (truncated_faststart, CorruptMediaError, "of 20 frames present)"),
     (undecodable_video, NoVideoStreamError, "has no video stream that can be decoded (codec 'h264')"),
+    # a 7 kB MP4 whose H.264 SPS claims 16000x16000: refused before any frame is decoded
+    (huge_dims_sps, FrameTooLargeError, "has 16000x16000 frames, over the 35.4-megapixel limit"),
 ]
 
 
@@ -155,6 +159,14 @@ def test_too_large(short_clip, entry):
     with pytest.raises(FileTooLargeError) as caught:
         entry(short_clip, MediaLimits(max_file_mb=size_mb / 2))
     check_message(caught.value, short_clip, f"over the {size_mb / 2:g} MB limit")
+
+
+def test_frame_size_limit(make_clip):
+    path = make_clip("320x192.mp4", seconds=1, fps=4, size=(320, 192), audio=None)
+    with pytest.raises(FrameTooLargeError) as caught:
+        load_media(path, MediaLimits(max_pixels=320 * 191))
+    check_message(caught.value, path, "has 320x192 frames, over the 0.0611-megapixel limit")
+    assert probe_clip(path, MediaLimits(max_pixels=320 * 192)).width == 320
 
 
 def test_missing_file_and_directory(tmp_path):
