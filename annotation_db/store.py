@@ -963,6 +963,30 @@ class Store:
 
     # ------------------------------------------------------------------ alternatives, preferences
 
+    def set_expected_correctness(
+        self,
+        trace_id: str,
+        step_index: int,
+        value: float | None,
+        *,
+        alternative_id: int | None = None,
+    ) -> None:
+        """Record the expected correctness of step ``step_index`` (or of its alternative
+        ``alternative_id``) estimated by rollouts: the share of completions from it that reach
+        the reference answer (the paper's p for the soft pDPO label). None clears it. A later
+        estimate replaces an earlier one (rollouts are re-run with more samples, not averaged)."""
+        if value is not None and not (isinstance(value, int | float) and 0 <= value <= 1):
+            raise InvalidLabelError("expected_correctness must be a fraction between 0 and 1")
+        with self._write() as db:
+            step_id = _resolve(db, trace_id, step_index, alternative_id)
+            if alternative_id is None:
+                db.execute("UPDATE steps SET expected_correctness = ? WHERE id = ?", [value, step_id])
+            else:
+                db.execute(
+                    "UPDATE alternatives SET expected_correctness = ? WHERE id = ? AND step_id = ?",
+                    [value, alternative_id, step_id],
+                )
+
     def add_alternative(
         self,
         annotator: str,

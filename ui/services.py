@@ -611,7 +611,13 @@ class Studio:
         if not reference:
             raise AppError("rollouts need the correct answer: type it in 'Reference answer' (e.g. B)")
         media = self.media_for(stored)
-        return _rollouts(self, stored, media, int(step_index), int(n), reference)
+        result = _rollouts(self, stored, media, int(step_index), int(n), reference)
+        # Kept on the step and its alternatives: the pDPO export's soft labels come from them.
+        for item in result["results"]:
+            self.store.set_expected_correctness(
+                trace_id, int(step_index), item["expected_correctness"], alternative_id=item["alternative_id"]
+            )
+        return result
 
 
 # ---- model work (decorated for ZeroGPU; module-level so the decorator sees plain functions) ----

@@ -241,6 +241,12 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     html, _, message = client.predict("judy", trace_id, 0, 1, "A", api_name="/rollouts")
     assert re.fullmatch(r"Step 1: p\(correct\) = (0\.00|1\.00) over 1 rollouts", message)
     assert "original step: p(correct) =" in html
+    # stored: the step's and each alternative's expected correctness feed the soft pDPO labels
+    after = store.get_trace(trace_id)
+    shown = float(message.split("= ")[1].split()[0])
+    assert after["steps"][0]["expected_correctness"] == shown
+    at_step = [a for a in after["alternatives"] if a["step_index"] == 0]
+    assert at_step and all(a["expected_correctness"] in (0.0, 1.0) for a in at_step)
 
 
 def test_label_only_mode_with_password_login(tmp_path):

@@ -289,3 +289,22 @@ def test_set_labels_is_all_or_nothing(traced):
 def test_annotator_names_are_trimmed(traced):
     assert traced.set_label(" alice ", "t1", 0, "accept")["annotator"] == "alice"
     assert traced.labels_for_trace("t1", "alice")[0]["annotator"] == "alice"
+
+
+def test_expected_correctness_from_rollouts_is_kept(traced):
+    """Rollouts' p(correct) on a step and on an alternative: stored, replaced by a later
+    estimate, checked (the export's soft labels read it: tests/store/test_export.py)."""
+    from annotation_db.errors import InvalidLabelError, UnknownAlternativeError
+
+    store, trace_id = traced, "t1"
+    alt = store.add_alternative("ann", trace_id, 1, "A better step.", source="model")
+    store.set_expected_correctness(trace_id, 1, 0.25)
+    store.set_expected_correctness(trace_id, 1, 0.5)
+    store.set_expected_correctness(trace_id, 1, 1.0, alternative_id=alt["id"])
+    stored = store.get_trace(trace_id)
+    assert stored["steps"][1]["expected_correctness"] == 0.5
+    assert next(a for a in stored["alternatives"] if a["id"] == alt["id"])["expected_correctness"] == 1.0
+    with pytest.raises(InvalidLabelError, match="between 0 and 1"):
+        store.set_expected_correctness(trace_id, 1, 1.5)
+    with pytest.raises(UnknownAlternativeError):
+        store.set_expected_correctness(trace_id, 0, 0.5, alternative_id=alt["id"])  # not at step 0
