@@ -16,6 +16,11 @@ class UserError(Exception):
 class MediaError(UserError):
     """A clip or audio file cannot be used as the model's input."""
 
+    def __init__(self, message: str):
+        # The message names the file; a name may hold a newline or a tab (legal on Linux), and
+        # the message must stay one line: such characters are shown as escapes.
+        super().__init__("".join(c if c.isprintable() else ascii(c)[1:-1] for c in message))
+
 
 class MediaNotFoundError(MediaError):
     def __init__(self, name: str):

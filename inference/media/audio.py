@@ -26,7 +26,7 @@ import numpy as np
 
 from inference.errors import AudioFileError, MediaError
 from inference.media.container import check_file
-from inference.media.limits import CHUNK_SAMPLES, MEL_FRAMES, N_MELS, SAMPLE_RATE
+from inference.media.limits import CHUNK_SAMPLES, MEL_FRAMES, N_MELS, SAMPLE_RATE, MediaLimits
 
 if TYPE_CHECKING:
     import torch
@@ -161,7 +161,10 @@ def load_audio_file(path: str | Path, max_file_mb: float | None = None) -> np.nd
     for the official 16 kHz WAVs."""
     path = check_file(path, max_file_mb)
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
+        # A video passed as the audio file: FFmpeg's header probe would decode one of its frames
+        # at whatever size the stream claims (0.7 GB for 16000x16000) unless capped here.
+        options = {"max_pixels": str(MediaLimits().max_pixels)}
+        with av.open(str(path), metadata_errors="ignore", options=options) as container:
             if not container.streams.audio:
                 raise AudioFileError(path.name, "not an audio file (it has no audio track)")
             stream = container.streams.audio[0]

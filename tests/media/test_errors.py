@@ -208,3 +208,11 @@ def test_damaged_clips_load_or_fail_cleanly(short_clip, tmp_path):
         except MediaError:
             outcomes.add("error")
     assert "loaded" in outcomes  # FFmpeg conceals most damage, as a player would
+
+
+def test_a_name_with_a_newline_stays_one_line(tmp_path):
+    path = tmp_path / "two\nlines\t.mp4"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyFileError) as caught:
+        load_media(path)
+    assert str(caught.value) == "two\\nlines\\t.mp4 is empty (0 bytes); upload the clip again"
