@@ -25,33 +25,9 @@ from inference.errors import (
     UserError,
 )
 from inference.media import MediaLimits, load_media, probe_clip
-from tests.hardening.bad_inputs import huge_dims_sps
+from tests.hardening.bad_inputs import empty, huge_dims_sps, png, random_bytes, text_file, truncated
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def empty(folder: Path) -> Path:
-    path = folder / "empty.mp4"
-    path.write_bytes(b"")
-    return path
-
-
-def random_bytes(folder: Path) -> Path:
-    path = folder / "random.mp4"
-    path.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
-    return path
-
-
-def text(folder: Path) -> Path:
-    path = folder / "notes.mp4"
-    path.write_text("These are my notes about the clip.\n" * 50)
-    return path
-
-
-def png(folder: Path) -> Path:
-    path = folder / "still.png"
-    Image.fromarray(np.full((48, 64, 3), 200, dtype=np.uint8)).save(path)
-    return path
 
 
 def jpeg(folder: Path) -> Path:
@@ -78,14 +54,6 @@ def mp3(folder: Path) -> Path:
     return write_audio_only(folder / "song.mp3", seconds=1)
 
 
-def truncated(folder: Path) -> Path:
-    """First half of a valid MP4 whose index (moov) is written last, as most tools do."""
-    whole = write_clip(folder / "whole.mp4", seconds=2, fps=10).read_bytes()
-    path = folder / "truncated.mp4"
-    path.write_bytes(whole[: len(whole) // 2])
-    return path
-
-
 def truncated_faststart(folder: Path) -> Path:
     """First half of a web-optimised MP4: the index survives, the frames it lists do not."""
     whole = write_clip(folder / "whole_fs.mp4", seconds=2, fps=10, faststart=True).read_bytes()
@@ -106,7 +74,7 @@ def undecodable_video(folder: Path) -> Path:
 BAD_INPUTS = [
     (empty, EmptyFileError, "is empty"),
     (random_bytes, NotMediaError, "is not a video file"),
-    (text, NotMediaError, "is not a video file"),
+    (text_file, NotMediaError, "is not a video file"),
     (png, ImageNotVideoError, "is a still image"),
     (jpeg, ImageNotVideoError, "is a still image"),
     (gif, ImageNotVideoError, "is a still image"),
@@ -177,10 +145,11 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_bad_separate_audio(short_clip, silent_clip, tmp_path):
+    # FFmpeg reads a .txt as its "tty" (ANSI art) format: a file without an audio track
     with pytest.raises(
-        AudioFileError, match=r"^notes\.mp4 is not an audio file that can be read; give a WAV"
+        AudioFileError, match=r"^notes\.txt is not an audio file \(it has no audio track\); give a WAV"
     ):
-        load_media(short_clip, audio_path=text(tmp_path))
+        load_media(short_clip, audio_path=text_file(tmp_path))
     with pytest.raises(AudioFileError, match="it has no audio track"):
         load_media(short_clip, audio_path=silent_clip)
     with pytest.raises(EmptyFileError):
