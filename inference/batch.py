@@ -122,10 +122,10 @@ class Worker:
                 seed=s.seed + item.sample,
             ),
         )
-        trace = None
+        trace = cache = None
         for event in stream_reasoning(self.loaded, media, request, encoded=encoded):
             if isinstance(event, DoneEvent):
-                trace = event.trace
+                trace, cache = event.trace, event.cache
         assert trace is not None
         # The clip was decoded and encoded once for all its items here: say what this item cost.
         trace.timings.update({k: round(v, 4) for k, v in timings.items()})
@@ -140,7 +140,9 @@ class Worker:
                 top_t=s.top_t,
                 seed=s.seed,
                 encoded=encoded,
+                clean_cache=cache,  # generation's prefill of the prompt: scoring skips its own
             )
+        del cache
         trace.id = item.trace_id
         trace.source = "batch"
         trace.clip.path = str(entry.video)

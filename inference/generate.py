@@ -134,6 +134,10 @@ class AnswerEvent:
 @dataclass
 class DoneEvent:
     trace: Trace
+    # The decoder's KV cache: the prompt under the clean clip, then everything generated. Hand it
+    # to ``score_trace(clean_cache=...)`` to skip scoring's clean prefill (it is cropped to the
+    # prompt there); otherwise drop it: it holds the whole sequence's keys and values.
+    cache: Any = None
 
 
 class StepSplitter:
@@ -289,7 +293,7 @@ def stream_reasoning(
         source="live",
     )
     trace.decoding["generated_ids"] = reasoning_ids
-    yield DoneEvent(trace)
+    yield DoneEvent(trace, cache=decoder.cache)
 
 
 def run_reasoning(

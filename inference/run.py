@@ -45,7 +45,7 @@ def format_trace(trace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.generate import DecodingSettings, ReasoningRequest, run_reasoning
+    from inference.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
     from inference.media import MediaLimits, load_media
 
     media = load_media(args.video, MediaLimits(max_duration_s=args.max_duration_s), audio_path=args.audio)
@@ -65,14 +65,19 @@ def run(args: argparse.Namespace) -> int:
     )
     # Encode the clip once: generation and scoring both start from the same clean AV block.
     encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, media.real_time)
-    trace = run_reasoning(loaded, media, request, encoded=encoded)
+    done = next(
+        e for e in stream_reasoning(loaded, media, request, encoded=encoded) if isinstance(e, DoneEvent)
+    )
+    trace = done.trace
     if args.score:
         from inference.scoring import score_trace
 
         names = [p.strip() for p in args.perturb.split(",") if p.strip()]
         score_trace(
-            loaded, media, trace, perturbations=names, top_t=args.top_t, seed=args.seed, encoded=encoded
-        )
+            loaded, media, trace, perturbations=names, top_t=args.top_t, seed=args.seed, encoded=encoded,
+            clean_cache=done.cache,  # generation's prefill of the prompt: scoring skips its own
+        )  # fmt: skip
+    del done
     trace.clip.path = str(args.video)
     text = trace.to_json(indent=2)
     if args.out:

@@ -679,14 +679,14 @@ def _reason_encoded(
             seed=request.seed,
         ),
     )
-    trace = None
+    trace = cache = None
     for event in stream_reasoning(loaded, media, reasoning, encoded=encoded):
         if isinstance(event, StepEvent):
             yield StepDecoded(event.step, base=base)
         elif isinstance(event, AnswerEvent):
             yield AnswerDecoded(event.answer, base=base)
         elif isinstance(event, DoneEvent):
-            trace = event.trace
+            trace, cache = event.trace, event.cache
     trace.timings["encode_s"] = round(encode_s, 4)
     trace.timings["decode_s"] = round(float(media.timings.get("decode_s", 0.0)), 4)
     if request.perturbations and trace.steps:
@@ -702,7 +702,9 @@ def _reason_encoded(
             top_t=request.top_t,
             seed=request.seed,
             encoded=encoded,
+            clean_cache=cache,  # generation's prefill of the prompt under the clean clip
         )
+    del cache  # the whole sequence's keys and values: not kept past scoring
     if request.attention and trace.steps:
         from inference.attribution import frame_attention
 
