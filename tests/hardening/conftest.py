@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +40,7 @@ class AppProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    preexec: Callable[[], None] | None = None  # run in the child before exec (limits, capabilities)
 
     @property
     def url(self) -> str:
@@ -63,6 +65,7 @@ class AppProcess:
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                preexec_fn=self.preexec,
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -109,14 +112,16 @@ class AppProcess:
 
 @pytest.fixture
 def app_process(tmp_path):
-    """``app_process(*flags)`` -> a started AppProcess (stopped at the end of the test); its
+    """``app_process(*flags, db=None, preexec=None)`` -> a started AppProcess (stopped at the end of the test); its
     database and clips under the test's tmp_path unless the flags say otherwise."""
     started: list[AppProcess] = []
 
-    def start(*flags: str, db: Path | None = None) -> AppProcess:
+    def start(*flags: str, db: Path | None = None, preexec: Callable[[], None] | None = None) -> AppProcess:
         db = db or tmp_path / "annotations.db"
         app = AppProcess(
-            ["--db", str(db), "--torch-threads", "1", *flags], log_path=tmp_path / f"app-{len(started)}.log"
+            ["--db", str(db), "--torch-threads", "1", *flags],
+            log_path=tmp_path / f"app-{len(started)}.log",
+            preexec=preexec,
         )
         started.append(app)
         return app.start()

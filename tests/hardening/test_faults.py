@@ -94,20 +94,6 @@ def _drop_dac_override() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP, CAP_DAC_OVERRIDE)")
 
 
-@contextlib.contextmanager
-def _children(preexec):
-    """Start child processes (AppProcess.start's Popen) with ``preexec`` run before exec."""
-    if preexec is None:
-        yield
-        return
-    real = subprocess.Popen
-    subprocess.Popen = functools.partial(real, preexec_fn=preexec)
-    try:
-        yield
-    finally:
-        subprocess.Popen = real
-
-
 def _sh(*argv: str) -> None:
     result = subprocess.run(argv, capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr}"
@@ -215,8 +201,7 @@ def disk(tmp_path):
 
 def launch(app_process, disk: Disk | None, db: Path):
     """``python app.py --label-only`` on ``db``, as the disk's programs run."""
-    with _children(disk.preexec if disk else None):
-        return app_process("--label-only", db=db)
+    return app_process("--label-only", db=db, preexec=disk.preexec if disk else None)
 
 
 # ---------------------------------------------------------------------- the database, read directly
