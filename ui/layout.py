@@ -62,6 +62,7 @@ button.seek { border: 1px solid var(--border-color-primary); border-radius: 9px;
 .banner.tiny { background: #fff3e0; border: 1px solid #ef6c00; color: #7a3a00; }
 .banner.label-only { background: #e3f2fd; border: 1px solid #1565c0; color: #0d3c74; }
 .banner.real { background: #e8f5e9; border: 1px solid #2e7d32; color: #1b5e20; }
+.banner.read-only { background: #ffebee; border: 1px solid #c62828; color: #7f0000; }
 .alternatives li { margin-bottom: 6px; }
 .alt-meta { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .alt-text { white-space: pre-wrap; }
@@ -70,6 +71,21 @@ kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding
 
 
 def banner_html(config: AppConfig, studio: Studio) -> str:
+    return read_only_banner(studio) + model_banner(config, studio)
+
+
+def read_only_banner(studio: Studio) -> str:
+    """Said before anyone labels: a database that cannot be written refuses every label."""
+    if not studio.store.read_only:
+        return ""
+    return (
+        f'<div class="banner read-only"><b>Read-only database:</b> {render.esc(studio.store.path)} cannot be '
+        f"written ({render.esc(studio.store.read_only)}), so labels are not saved. Browse, review and export "
+        "work; to label, make the file and its folder writable and restart the app.</div>"
+    )
+
+
+def model_banner(config: AppConfig, studio: Studio) -> str:
     if config.label_only:
         return (
             '<div class="banner label-only"><b>Label-only mode:</b> no model is loaded. Open stored traces '

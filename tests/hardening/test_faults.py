@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -494,6 +495,9 @@ def test_a_read_only_database_is_served_for_reading_and_refuses_labels_clearly(d
     disk.make_read_only()
     app = launch(app_process, disk, db)
     assert re.search(r"annotations\.db is open read-only \(.*\): labels cannot be saved", app.log())
+    # the page says so before anyone labels (a banner above everything)
+    page_config = urllib.request.urlopen(app.url + "config", timeout=30).read().decode()
+    assert "Read-only database:" in page_config and "labels are not saved" in page_config
     client = app.client()
     # reads: the label view, the queue, the dashboard, an export
     assert "labeled-reject" in client.predict("alice", "t0", 0, True, api_name="/show_step")[0]
