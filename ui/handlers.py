@@ -235,7 +235,7 @@ class Handlers:
                 gr.update(),
                 render.base_html(status="Waiting for the adapter's run\u2026")
                 if request.compare_base
-                else "",
+                else render.base_html(),
             )
 
         progress(0.01, desc="Decoding the clip")
@@ -305,7 +305,7 @@ class Handlers:
             gr.update(choices=[], value=None),
             render.base_html(status="Running the base model (adapter off) next\u2026")
             if compare_base
-            else "",
+            else render.base_html(),
         )
 
     # ------------------------------------------------------------------ the trace view

@@ -247,9 +247,18 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                 gr.Markdown(shortcuts.help_markdown(), elem_id="shortcut-help")
                 with gr.Row():
                     with gr.Column(scale=3):
-                        answer = gr.HTML(render.answer_html(None), elem_id="answer")
-                        steps = gr.HTML(render.steps_html([]), elem_id="steps")
-                        base_view = gr.HTML("", elem_id="base-compare", visible=bool(config.adapter))
+                        if config.adapter:  # the adapter's run and the base model's, side by side
+                            with gr.Row(equal_height=False):
+                                with gr.Column(scale=1, min_width=320):
+                                    gr.Markdown(f"### With the adapter `{Path(config.adapter).name}`")
+                                    answer = gr.HTML(render.answer_html(None), elem_id="answer")
+                                    steps = gr.HTML(render.steps_html([]), elem_id="steps")
+                                with gr.Column(scale=1, min_width=320):
+                                    base_view = gr.HTML(render.base_html(), elem_id="base-compare")
+                        else:
+                            answer = gr.HTML(render.answer_html(None), elem_id="answer")
+                            steps = gr.HTML(render.steps_html([]), elem_id="steps")
+                            base_view = gr.HTML("", elem_id="base-compare", visible=False)
                     with gr.Column(scale=2):
                         step_info = gr.Markdown("No step selected.", elem_id="step-info")
                         with gr.Row():

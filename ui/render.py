@@ -188,17 +188,18 @@ def base_html(
     """The base model's reasoning (adapter off) beside the adapter's: its answer and steps with
     scores, read-only (it is a stored trace of its own: open it from the Queue to label it).
     While it streams, ``steps`` / ``answer`` so far and a ``status``; at the end, the stored trace."""
+    head = '<div class="base-compare"><h3>Base model (adapter off)</h3>'
+    if trace is None and not steps and not status:  # nothing asked yet: say how to ask
+        hint = 'Tick "Also run the base model" before Analyze to see its reasoning here.'
+        return f'{head}<div class="status">{esc(hint)}</div></div>'
     if trace is not None:
         steps, answer = trace["steps"], trace["answer"]
         reference = trace.get("reference_answer")
         status = f"Trace {trace['id']} saved (open it from the Queue tab to label it)."
-    elif not steps and not status:
-        return ""
     streaming = trace is None and answer is None
     spans = step_spans(trace) if trace is not None else None
     return (
-        '<div class="base-compare"><h3>Base model (adapter off)</h3>'
-        f'<div class="status">{esc(status)}</div>'
+        f'{head}<div class="status">{esc(status)}</div>'
         f"{answer_html(answer, reference, pending=streaming and bool(steps))}"
         f"{steps_html(steps, None, spans=spans, streaming=streaming, show_labels=False, selectable=False)}"
         "</div>"
