@@ -211,6 +211,7 @@ def test_the_connection_of_a_thread_that_ended_is_closed(labeled):
         open_files.append(_open_files(labeled.path))
     assert len(labeled._connections) == 1  # this thread's
     # SQLite keeps a closed connection's descriptors for the next open of the file while another
-    # connection holds locks on it: some stay open, but they do not pile up burst after burst.
-    assert open_files[-1] <= open_files[0] <= 2 * 8 + 2, open_files
+    # connection holds locks on it: some stay open (3 to 10 here, as the threads' timing goes;
+    # 10 after 20 bursts), but they do not pile up: a leak adds ~16 per burst of 8 threads.
+    assert max(open_files) <= 2 * 8 + 2, open_files
     assert labeled.progress()["labels"] == 41  # and every thread's label was committed
