@@ -183,17 +183,32 @@ def test_alternatives_comments_and_questions_are_text(page, app, clip, tmp_path)
 
 def test_a_waiting_analysis_shows_its_place_in_the_queue(browser, page, app, clip):
     """The model runs one analysis at a time: a second page asking meanwhile sees where it
-    waits ("queue: 1/1"), then gets its result."""
+    waits ("queue: 1/1"), then gets its result. The first analysis is held at its start until
+    the second page has shown its place, whatever the machine's speed."""
+    import threading
+
+    gate = threading.Event()
+    reason = app.studio.reason
+
+    def held(media, request):
+        gate.wait(timeout=120)
+        return reason(media, request)
+
     other = browser.new_context(viewport={"width": 1400, "height": 1600}).new_page()
     other.goto(app.url, wait_until="load")
     for tab in (page, other):
         tab.set_input_files("#player input[type=file]", str(clip))
         tab.fill("#question textarea", "Which way does the shape move?")
         tab.fill("#options textarea", "left\nright")
-    page.click("#btn-analyze")
-    page.wait_for_selector("#status:has-text('Generating')", timeout=TIMEOUT_MS)
-    other.click("#btn-analyze")
-    other.wait_for_function("/queue: \\d+\\/\\d+/.test(document.body.innerText)", timeout=30_000)
+    app.studio.reason = held
+    try:
+        page.click("#btn-analyze")
+        page.wait_for_selector("#status:has-text('Decoding the clip')", timeout=TIMEOUT_MS)
+        other.click("#btn-analyze")
+        other.wait_for_function("/queue: 1\\/1/.test(document.body.innerText)", timeout=60_000)
+    finally:
+        gate.set()
+        app.studio.reason = reason
     for tab in (page, other):
         tab.wait_for_selector("#status:has-text('Done in')", timeout=TIMEOUT_MS)
     other.context.close()
