@@ -3,7 +3,7 @@
 Importing this package opens nothing. ``Store.open(path)`` creates or migrates a database;
 see ``annotation_db.store`` for the verbs, ``annotation_db.export`` for the training formats,
 ``annotation_db.stats`` for agreement and calibration, and ``python -m annotation_db --help``.
-It takes Traces as plain dicts (their JSON form, defined in ``inference/trace.py``) and never
+It takes Traces as plain dicts (their JSON form, defined in ``studio_trace/trace.py``) and never
 imports ``inference``, torch or gradio.
 """
 

@@ -21,7 +21,7 @@ Rules (the README repeats them):
   pairs from different sources are both kept (filter them with ``min_agreement``).
 - **soft_label** = sigma((p(chosen) - p(rejected)) / mu) where both candidates carry rollout
   ``expected_correctness`` p (the paper's soft a_k), else 1.0 (hard). ``mu`` defaults to 0.2,
-  as ``inference.alternatives.DEFAULT_MU`` (the paper gives no value): with N = 6 rollouts p
+  as ``inference.reasoning.alternatives.DEFAULT_MU`` (the paper gives no value): with N = 6 rollouts p
   moves in steps of 1/6; one rollout of difference gives 0.70, all six 0.99.
 - **Full-path pairs**: among traces of the same clip (content hash), question and prompt, a
   trace whose every step has verdict accept is preferred over a trace with a step whose verdict
@@ -61,7 +61,7 @@ from annotation_db.tracejson import STEP_DELIMITER, render_steps
 
 FORMATS = ("pdpo", "trl-dpo", "trl-stepwise", "step-dpo")
 SUFFIXES = (".jsonl", ".parquet")
-DEFAULT_MU = 0.2  # soft-label temperature, = inference.alternatives.DEFAULT_MU; see the module doc
+DEFAULT_MU = 0.2  # soft-label temperature, = inference.reasoning.alternatives.DEFAULT_MU; see the module doc
 
 
 @dataclass(frozen=True)

@@ -595,7 +595,7 @@ class Store:
         """The stored trace in its Trace JSON form. With ``with_ids`` (default) steps and
         alternatives also carry their store ``id`` (alternatives: ``created_by`` too), which
         the label functions take; ``with_ids=False`` gives exactly the Trace JSON (for
-        ``inference.trace.Trace.from_dict``), human alternatives included."""
+        ``studio_trace.Trace.from_dict``), human alternatives included."""
         with self._read() as db:
             cursor = db.execute(
                 "SELECT t.*, c.name, c.path, c.duration_s, c.fps, c.width, c.height, c.has_audio, "

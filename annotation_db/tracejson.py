@@ -1,15 +1,15 @@
 """Trace JSON (plain dicts) as the store reads it, and published reasoning turned into Traces.
 
-The Trace JSON schema is defined in ``inference/trace.py`` (``Trace.to_dict()``, version 1);
+The Trace JSON schema is defined in ``studio_trace/trace.py`` (``Trace.to_dict()``, version 1);
 that module is the single source of truth. ``annotation_db`` never imports ``inference``
 (DESIGN.md: the store takes plain dicts), so this module duplicates only what the store must
 check before it writes: the schema version and the types of the fields it stores. A test
-(tests/store/test_tracejson.py) checks that ``inference.trace.Trace(...).to_dict()`` passes
+(tests/store/test_tracejson.py) checks that ``studio_trace.Trace(...).to_dict()`` passes
 and that the version constant agrees.
 
 Published reasoning (``../shared/clips/manifest.jsonl``: ``file``, ``question``, ``options``,
 ``reference_answer``, ``published_reasoning``) becomes a Trace with ``source = "imported"``,
-no scores, and a prompt rendered like ``inference.prompts.prompt_text`` renders it.
+no scores, and a prompt rendered like ``inference.model.prompts.prompt_text`` renders it.
 """
 
 from __future__ import annotations
@@ -22,21 +22,21 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-# Must equal inference.trace.SCHEMA_VERSION (checked by a test): the Trace JSON version this
+# Must equal studio_trace.SCHEMA_VERSION (checked by a test): the Trace JSON version this
 # store reads.
 TRACE_SCHEMA_VERSION = 1
-PROMPT_KINDS = ("reasoning", "direct", "synthdec")  # inference.trace.PROMPT_KINDS
-SOURCES = ("live", "batch", "imported")  # inference.trace.SOURCES
-ALTERNATIVE_SOURCES = ("model", "human")  # inference.trace.Alternative.source
+PROMPT_KINDS = ("reasoning", "direct", "synthdec")  # studio_trace.PROMPT_KINDS
+SOURCES = ("live", "batch", "imported")  # studio_trace.SOURCES
+ALTERNATIVE_SOURCES = ("model", "human")  # studio_trace.Alternative.source
 
-STEP_DELIMITER = "<end_of_step>"  # inference.trace.STEP_DELIMITER
+STEP_DELIMITER = "<end_of_step>"  # studio_trace.STEP_DELIMITER
 # How a step is written in a training string: its text, the delimiter, a newline. This is the
 # official trainer's convention (llava_trainer.py:1292, 1336: ``step + "<end_of_step>\n"``).
 STEP_SUFFIX = STEP_DELIMITER + "\n"
 
-# The prompts as inference.prompts renders them (paper Table 5, options joined by a space as in
+# The prompts as inference.model.prompts renders them (paper Table 5, options joined by a space as in
 # official_tiny/data/test_data.json). Duplicated for published reasoning only, which carries no
-# prompt; a test compares with inference.prompts where that module is present.
+# prompt; a test compares with inference.model.prompts where that module is present.
 SYSTEM = "You are a helpful assistant."
 SYNTHDEC_QUESTION = (
     "An AI-generated video contains unnatural distorted things, such as distorted hands or faces. "
@@ -154,7 +154,7 @@ def prompt_text(question: str, options: list[str] | None) -> tuple[str, str]:
     """(prompt_kind, exact ChatML prompt) for a published question, as inference renders it.
 
     ``<image>`` stands for the audio-visual block; a blank line follows it because the official
-    ids hold "\\n" [AV] "\\n" "\\n" (see inference/prompts.py).
+    ids hold "\\n" [AV] "\\n" "\\n" (see inference/model/prompts.py).
     """
     if not options and question.strip() == SYNTHDEC_QUESTION:
         kind, user = "synthdec", SYNTHDEC_QUESTION

@@ -43,8 +43,8 @@ def a_30s_clip(tmp: Path) -> Path:
 def time_decode(loaded, media, n_tokens: int) -> dict[str, float]:
     import torch
 
-    from inference.generate import Decoder, DecodingSettings, TokenPicker
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
+    from inference.reasoning.generate import Decoder, DecodingSettings, TokenPicker
 
     model = loaded.model
     sync = torch.cuda.synchronize if loaded.device == "cuda" else (lambda: None)
@@ -75,8 +75,8 @@ def time_decode(loaded, media, n_tokens: int) -> dict[str, float]:
 
 
 def bench_cpu(clip: Path, n_tokens: int) -> None:
-    from inference.loading import LoadSettings, load_model
     from inference.media import load_media
+    from inference.model.loading import LoadSettings, load_model
     from inference.tiny import default_tiny_checkpoint
 
     checkpoint = default_tiny_checkpoint()
@@ -104,8 +104,8 @@ def real_size_model():
     from transformers import BitsAndBytesConfig, Qwen2Config, Qwen2ForCausalLM
     from transformers.integrations import replace_with_bnb_linear
 
-    from inference.config import BERT_BASE_UNCASED, SIGLIP_SO400M, WHISPER_LARGE_V3
-    from inference.modeling import VideoSalmonnO1
+    from inference.model.config import BERT_BASE_UNCASED, SIGLIP_SO400M, WHISPER_LARGE_V3
+    from inference.model.modeling import VideoSalmonnO1
 
     config = Qwen2Config(
         vocab_size=152064,
@@ -147,9 +147,9 @@ def real_size_model():
 def bench_gpu(clip: Path, n_tokens: int) -> None:
     import torch
 
-    from inference.loading import LoadedModel
     from inference.media import load_media
-    from inference.tokenizer import build_qwen2_tokenizer
+    from inference.model.loading import LoadedModel
+    from inference.model.tokenizer import build_qwen2_tokenizer
 
     if not torch.cuda.is_available():
         print("no CUDA device: --real-size skipped")

@@ -101,8 +101,8 @@ def _status_kib(field: str) -> int:
 
 
 def load(args):
-    from inference.config import ComponentSources
-    from inference.loading import LoadSettings, load_model
+    from inference.model.config import ComponentSources
+    from inference.model.loading import LoadSettings, load_model
 
     if args.checkpoint:
         sources = ComponentSources()
@@ -123,7 +123,7 @@ def load(args):
 
 
 def media_for(args):
-    from inference.perturb import AVTensors
+    from inference.reasoning.perturb import AVTensors
 
     video = Path(args.video)
     if video.exists():
@@ -166,9 +166,9 @@ def main() -> int:
     parser.add_argument("--json", help="also write the figures as JSON here")
     args = parser.parse_args()
 
-    from inference.generate import DecodingSettings, ReasoningRequest, run_reasoning
-    from inference.perturb import get_perturbation, perturb
-    from inference.scoring import (
+    from inference.reasoning.generate import DecodingSettings, ReasoningRequest, run_reasoning
+    from inference.reasoning.perturb import get_perturbation, perturb
+    from inference.reasoning.scoring import (
         as_av_tensors,
         official_step_kls,
         perturbed_block,
@@ -198,7 +198,7 @@ def main() -> int:
     gen = measure(generate, args.device, args.repeats)
     generated = trace.decoding["generated_ids"]
     texts = make_steps(tokenizer, generated, args.steps)
-    from inference.trace import Step
+    from studio_trace import Step
 
     trace.steps = [Step(index=k, text=t) for k, t in enumerate(texts)]
     n_step_tokens = sum(len(tokenizer(t).input_ids) for t in texts)
@@ -221,7 +221,7 @@ def main() -> int:
         "generation_timings": {k: v for k, v in trace.timings.items() if k != "score_s"},
         "generation_peak_mib": gen.mib,
     }
-    from inference.generate import Decoder
+    from inference.reasoning.generate import Decoder
 
     def with_generation_cache():
         decoder = Decoder(model)  # the prompt cache generation already holds: built, not timed
@@ -246,7 +246,7 @@ def main() -> int:
         figures[f"{key}_wall_s"] = result.wall
 
     # where our time goes (one noise perturbation, clean encoding shared)
-    from inference.scoring import build_tree_query, kl_rows, plan_steps, prefill, query_hidden_rows
+    from inference.reasoning.scoring import build_tree_query, kl_rows, plan_steps, prefill, query_hidden_rows
 
     plan = plan_steps(tokenizer, texts)
     query = build_tree_query(plan, len(prompt_ids) - 1 + av_len)

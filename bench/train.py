@@ -116,10 +116,10 @@ def random_real_size_loaded(config: dict, device: str):
     """LoadedModel stand-in: the random NF4 LLM beside tiny encoders (their output is cached)."""
     import torch
 
-    from inference.loading import LoadedModel
-    from inference.modeling import VideoSalmonnO1
+    from inference.model.loading import LoadedModel
+    from inference.model.modeling import VideoSalmonnO1
+    from inference.model.tokenizer import build_qwen2_tokenizer
     from inference.tiny import TinyRecipe, tiny_configs
-    from inference.tokenizer import build_qwen2_tokenizer
 
     parts = tiny_configs(TinyRecipe())
     llm = random_nf4_llm(config, device)
@@ -147,8 +147,8 @@ def run_one(spec: dict) -> dict:
     tmp = Path(spec["tmp"])
     n_pairs = spec["batch_pairs"] * (spec["steps"] + 1)
     if spec["model"] == "tiny":
-        from inference.loading import LoadSettings, load_model
         from inference.media import load_media
+        from inference.model.loading import LoadSettings, load_model
         from inference.tiny import default_tiny_checkpoint
 
         loaded = load_model(
@@ -162,7 +162,7 @@ def run_one(spec: dict) -> dict:
         torch.manual_seed(0)
         loaded = random_real_size_loaded(QWEN2_7B if spec["model"] == "real" else SMALL, spec["device"])
         sha, av_length = "f" * 64, spec["av_tokens"]
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
 
     prompt = build_prompt(
         loaded.tokenizer, "reasoning", "What is the person doing?", ["cooking", "running"]

@@ -2,7 +2,7 @@
 
 ``python -m inference tiny-checkpoint OUT_DIR`` writes ``config.json`` (model_type
 ``videosalmonno1``), ``model.safetensors`` (bf16, the official key names), ``generation_config.json``
-and the real Qwen2 tokenizer files. ``inference.loading.load_model`` reads it by the same code path
+and the real Qwen2 tokenizer files. ``inference.model.loading.load_model`` reads it by the same code path
 as the released checkpoint; the only extras are the encoder configs embedded in config.json
 (``vision_config`` / ``speech_config`` / ``qformer_config``), which the released model takes
 from the hub instead, and ``"studio_tiny": true`` so the app can warn that its output is
@@ -52,7 +52,7 @@ class TinyRecipe:
 
 
 def tiny_configs(recipe: TinyRecipe) -> dict:
-    from inference.tokenizer import VOCAB_SIZE
+    from inference.model.tokenizer import VOCAB_SIZE
 
     vision = {
         "hidden_size": recipe.vision_hidden,
@@ -163,7 +163,7 @@ def template_reasoning(rng: random.Random, n_options: int) -> tuple[list[str], s
 
 def training_examples(tokenizer, rng: random.Random, n: int):
     """(prompt ids with the AV placeholder, target ids) pairs for both decoding passes."""
-    from inference.prompts import FOLLOWUP_TEXT, build_prompt
+    from inference.model.prompts import FOLLOWUP_TEXT, build_prompt
 
     examples = []
     for _ in range(n):
@@ -301,9 +301,9 @@ def build_tiny_checkpoint(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe()
     from safetensors.torch import save_file
     from transformers import Qwen2ForCausalLM
 
-    from inference.loading import qwen2_config
-    from inference.modeling import VideoSalmonnO1, port_to_official_key
-    from inference.tokenizer import build_qwen2_tokenizer, save_qwen2_tokenizer
+    from inference.model.loading import qwen2_config
+    from inference.model.modeling import VideoSalmonnO1, port_to_official_key
+    from inference.model.tokenizer import build_qwen2_tokenizer, save_qwen2_tokenizer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def tiny_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_checkpoint):
     """The tiny checkpoint loaded in float32 on the CPU, shared by the session (read-only use)."""
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     return load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none"))
 

@@ -9,10 +9,10 @@ One record of ``annotation_db`` ``export --format pdpo`` (README.md, "The annota
 
 - **prompt**: the record's ``prompt`` is the trace's exact ChatML text with ``<image>`` for the
   clip; it is parsed back into system and user text and rebuilt with
-  ``inference.prompts.build_prompt_ids`` (the official ids are NOT a tokenization of that
-  string: see inference/prompts.py), and the rebuilt text must equal the record's.
+  ``inference.model.prompts.build_prompt_ids`` (the official ids are NOT a tokenization of that
+  string: see inference/model/prompts.py), and the rebuilt text must equal the record's.
 - **context**: ``tok(prev_text(prefix_steps))``, every earlier step followed by
-  ``"<end_of_step>\\n"`` and tokenized as one string (``inference.scoring.prev_text``; official
+  ``"<end_of_step>\\n"`` and tokenized as one string (``inference.reasoning.scoring.prev_text``; official
   ``do_rollout``, llava_trainer.py:1271).
 - **step pair**: the candidate is ``tok(step + "<end_of_step>\\n")``, tokenized on its own: the
   official trainer's step string (llava_trainer.py:1292) and the export's TRL rendering. The
@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import UserError
-from inference.prompts import AV_PLACEHOLDER_TEXT, build_prompt_ids, prompt_text
-from inference.scoring import MARKER, prev_text
-from inference.tokenizer import IM_END, IM_START
+from inference.model.prompts import AV_PLACEHOLDER_TEXT, build_prompt_ids, prompt_text
+from inference.model.tokenizer import IM_END, IM_START
+from inference.reasoning.scoring import MARKER, prev_text
 
 REQUIRED_FIELDS = ("pair_type", "video_sha256", "prompt", "prefix_steps", "chosen_steps", "rejected_steps")
 
@@ -127,7 +127,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 
 
 def parse_prompt(text: str) -> tuple[str, str]:
-    """(system, user text) of an exact prompt as ``inference.prompts.prompt_text`` writes it."""
+    """(system, user text) of an exact prompt as ``inference.model.prompts.prompt_text`` writes it."""
     match = _PROMPT.match(text or "")
     if match is None or prompt_text(match["user"], system=match["system"]) != text:
         raise ValueError("the prompt is not a one-clip ChatML prompt ending with <|im_start|>assistant")

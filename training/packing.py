@@ -14,7 +14,7 @@ the rows before it (by index) whose node is its own node or an ancestor of it; p
 continue from the parent's last position, so every candidate sits exactly where it would in a
 plain sequence ``prompt + context + candidate``. A sliding-window layer (Qwen2
 ``use_sliding_window``; the tiny model) also needs pos(j) > pos(i) - window, as
-``inference.scoring.tree_masks``. The result equals plain causal passes (a test checks). A
+``inference.reasoning.scoring.tree_masks``. The result equals plain causal passes (a test checks). A
 candidate's token t is predicted by the row before it on its path (for t = 0: the context's last
 row, or the shared part's last row when the context is empty).
 """
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from inference.prompts import AV_PLACEHOLDER_ID
+from inference.model.prompts import AV_PLACEHOLDER_ID
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,8 @@ def _versions() -> dict[str, str]:
 
 def load_for_training(checkpoint: str | None, config: PDPOConfig, accelerator, revision: str | None = None):
     """The model on this process's device: NF4 + bf16 on CUDA by default, float32 on the CPU."""
-    from inference.loading import LoadSettings, load_model
-    from inference.model_args import choose_checkpoint
+    from inference.model.loading import LoadSettings, load_model
+    from inference.options import choose_checkpoint
 
     device = str(accelerator.device)
     cuda = device.startswith("cuda")

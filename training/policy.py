@@ -1,7 +1,7 @@
 """The policy: the loaded model's LLM with LoRA adapters; the reference is the same LLM with the
 adapters switched off (``disable_adapter()``), so one model in memory serves both.
 
-QLoRA: the LLM's projections are 4-bit NF4 ``bnb.nn.Linear4bit`` (``inference.loading`` loads
+QLoRA: the LLM's projections are 4-bit NF4 ``bnb.nn.Linear4bit`` (``inference.model.loading`` loads
 them so), the LoRA weights on top are float32, everything else is frozen. We do not call
 ``peft.prepare_model_for_kbit_training``: it casts every non-quantized weight to float32, which
 at real size turns the bf16 embeddings and lm_head (2 x 545M parameters) into 4.4 GB instead of

@@ -136,7 +136,7 @@ def adapter_margins(
 
 
 class PDPOTrainer:
-    """Wraps a loaded model (``inference.loading.LoadedModel``) for pDPO. Construction adds the
+    """Wraps a loaded model (``inference.model.loading.LoadedModel``) for pDPO. Construction adds the
     LoRA adapters to ``loaded.model.llm`` in place: load a model for training only."""
 
     def __init__(

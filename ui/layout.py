@@ -97,7 +97,7 @@ def model_banner(config: AppConfig, studio: Studio) -> str:
             "of the same architecture. <b>Its reasoning, answers and scores are meaningless</b>; everything else "
             "(streaming, scoring, labeling, export) works as with the real model.</div>"
         )
-    from inference.config import RELEASED_CHECKPOINT
+    from inference.model.config import RELEASED_CHECKPOINT
 
     name = render.esc(config.checkpoint or RELEASED_CHECKPOINT)
     return f'<div class="banner real">Model: <b>{name}</b> ({render.esc(config.quantization)} quantization).</div>'

@@ -85,7 +85,7 @@ def _shaded(text: str, pieces: tuple[str, ...], kls: tuple[float, ...], scale: f
 
 
 def step_spans(trace: Mapping[str, Any]) -> list[tuple[float, float] | None]:
-    """Per step, the clip span it attends to most (``inference.attribution``), if computed."""
+    """Per step, the clip span it attends to most (``inference.reasoning.attribution``), if computed."""
     attention = (trace.get("scoring") or {}).get("frame_attention") or {}
     spans = attention.get("spans") or []
     n = len(trace.get("steps") or [])

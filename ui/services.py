@@ -61,19 +61,19 @@ class Stage:
 
 @dataclass
 class StepDecoded:
-    step: Any  # inference.trace.Step
+    step: Any  # studio_trace.Step
     base: bool = False  # from the base model (adapter off) of a side-by-side comparison
 
 
 @dataclass
 class AnswerDecoded:
-    answer: Any  # inference.trace.Answer
+    answer: Any  # studio_trace.Answer
     base: bool = False
 
 
 @dataclass
 class Finished:
-    trace: Any  # inference.trace.Trace, scored when asked
+    trace: Any  # studio_trace.Trace, scored when asked
     base: bool = False
 
 
@@ -96,7 +96,7 @@ class AnalysisRequest:
     seed: int = 0
     perturbations: tuple[str, ...] = ("noise",)  # the paper's; empty = no scores
     top_t: int = 3  # paper Fig. 5: T = 3 works best
-    attention: bool = True  # derive each step's clip span (inference.attribution)
+    attention: bool = True  # derive each step's clip span (inference.reasoning.attribution)
     # With a LoRA adapter loaded (--adapter): also run the base model (adapter off) on the same
     # clip, question and settings, so the two traces can be read side by side.
     compare_base: bool = False
@@ -119,16 +119,16 @@ def parse_options(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 MODEL_MODULES = (
-    "inference.loading",
-    "inference.modeling",
-    "inference.model_args",
+    "inference.model.loading",
+    "inference.model.modeling",
+    "inference.options",
     "inference.tiny",
-    "inference.prompts",
-    "inference.generate",
-    "inference.perturb",
-    "inference.scoring",
-    "inference.attribution",
-    "inference.alternatives",
+    "inference.model.prompts",
+    "inference.reasoning.generate",
+    "inference.reasoning.perturb",
+    "inference.reasoning.scoring",
+    "inference.reasoning.attribution",
+    "inference.reasoning.alternatives",
 )
 TRANSFORMERS_NAMES = (
     "AutoTokenizer",
@@ -178,7 +178,7 @@ class ModelHolder:
 
     def expected_tiny(self) -> bool:
         """Whether the tiny demo model will be served (without loading anything)."""
-        from inference.loading import resolve_device
+        from inference.model.loading import resolve_device
 
         checkpoint = self.config.checkpoint
         if checkpoint == "tiny":
@@ -192,8 +192,8 @@ class ModelHolder:
         return resolve_device(self.config.device) != "cuda"
 
     def _load(self) -> Any:
-        from inference.loading import LoadSettings, load_model
-        from inference.model_args import choose_checkpoint
+        from inference.model.loading import LoadSettings, load_model
+        from inference.options import choose_checkpoint
 
         checkpoint = choose_checkpoint(self.config.checkpoint, self.config.device, log=log.info)
         set_cpu_threads(self.config)
@@ -249,7 +249,7 @@ def set_cpu_threads(config: AppConfig) -> int | None:
     number set, or None when left alone (a GPU model, or 0)."""
     import torch
 
-    from inference.loading import resolve_device
+    from inference.model.loading import resolve_device
 
     if config.torch_threads == 0 or resolve_device(config.device) != "cpu":
         return None
@@ -373,8 +373,8 @@ class Studio:
     def check_request(self, request: AnalysisRequest) -> None:
         """Cheap checks before any decoding: a clip, a question and options the prompt takes,
         known perturbations, sane settings."""
-        from inference.perturb import get_perturbation
-        from inference.prompts import build_user_text
+        from inference.model.prompts import build_user_text
+        from inference.reasoning.perturb import get_perturbation
 
         if self.models is None:
             raise AppError(
@@ -654,7 +654,7 @@ def _reason_encoded(
     loaded: Any, media: Any, request: AnalysisRequest, encoded: Any, encode_s: float, base: bool
 ) -> Iterator[Any]:
     """Generation, scores and clip spans of one model (adapter on, or ``base``) on an encoded clip."""
-    from inference.generate import (
+    from inference.reasoning.generate import (
         AnswerEvent,
         DecodingSettings,
         DoneEvent,
@@ -690,7 +690,7 @@ def _reason_encoded(
     trace.timings["encode_s"] = round(encode_s, 4)
     trace.timings["decode_s"] = round(float(media.timings.get("decode_s", 0.0)), 4)
     if request.perturbations and trace.steps:
-        from inference.scoring import score_trace
+        from inference.reasoning.scoring import score_trace
 
         names = ", ".join(request.perturbations)
         yield Stage("score", 0.8, f"{who}Scoring every step ({names})")
@@ -706,7 +706,7 @@ def _reason_encoded(
         )
     del cache  # the whole sequence's keys and values: not kept past scoring
     if request.attention and trace.steps:
-        from inference.attribution import frame_attention
+        from inference.reasoning.attribution import frame_attention
 
         yield Stage("attention", 0.92, f"{who}Finding the moment each step relies on")
         started = time.perf_counter()
@@ -724,8 +724,8 @@ def _reason_encoded(
 
 @gpu_task
 def _sample(studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, seed: int) -> list:
-    from inference.alternatives import sample_alternatives
-    from inference.trace import Trace
+    from inference.reasoning.alternatives import sample_alternatives
+    from studio_trace import Trace
 
     trace = Trace.from_dict(_plain(stored))
     return sample_alternatives(studio.models.get(), media, trace, step_index, n=n, seed=seed)
@@ -735,8 +735,8 @@ def _sample(studio: Studio, stored: dict[str, Any], media: Any, step_index: int,
 def _rollouts(
     studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, reference: str
 ) -> dict:
-    from inference.alternatives import rollout_step
-    from inference.trace import Trace
+    from inference.reasoning.alternatives import rollout_step
+    from studio_trace import Trace
 
     trace = Trace.from_dict(_plain(stored))
     at_step = [j for j, alt in enumerate(trace.alternatives) if alt.step_index == step_index]
@@ -755,7 +755,7 @@ def _plain(stored: dict[str, Any]) -> dict[str, Any]:
     fields this version's Step / Alternative do not know (kept by the store from imports)."""
     from dataclasses import fields
 
-    from inference.trace import Alternative, Step
+    from studio_trace import Alternative, Step
 
     step_keys = {f.name for f in fields(Step)}
     alt_keys = {f.name for f in fields(Alternative)}

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inference.layout import AUDIO_TOKENS_PER_CHUNK, av_layout
 from inference.media.audio import LogMelStream, decode_container_audio, load_audio_file
 from inference.media.container import (
     OpenedClip,
@@ -22,7 +21,8 @@ from inference.media.container import (
 )
 from inference.media.frames import frame_times, read_frames, sample_frame_indices
 from inference.media.limits import IMAGE_SIZE, DecodeOptions, MediaLimits
-from inference.trace import ClipInfo
+from inference.model.layout import AUDIO_TOKENS_PER_CHUNK, av_layout
+from studio_trace import ClipInfo
 
 if TYPE_CHECKING:
     import torch

@@ -1,10 +1,10 @@
-"""Which moment of the clip a step attends to (inference.attribution) on the tiny model."""
+"""Which moment of the clip a step attends to (inference.reasoning.attribution) on the tiny model."""
 
 from __future__ import annotations
 
 import pytest
 
-from inference.attribution import FrameAttention, frame_span
+from inference.reasoning.attribution import FrameAttention, frame_span
 
 
 def test_frame_span_runs_to_the_next_sampled_frame():
@@ -25,14 +25,14 @@ def test_top_frame_and_span():
 
 @pytest.mark.slow
 def test_attention_per_step_sums_to_one_and_restores_the_attention_kind(tiny_model, clip):
-    from inference.attribution import frame_attention
     from inference.media import load_media
-    from inference.trace import Trace
+    from inference.reasoning.attribution import frame_attention
+    from studio_trace import Trace
 
     media = load_media(clip)
     trace = Trace(question="What moves?", clip=media.clip, options=["a", "b"])
-    from inference.prompts import build_prompt
-    from inference.trace import Step
+    from inference.model.prompts import build_prompt
+    from studio_trace import Step
 
     trace.prompt = build_prompt(tiny_model.tokenizer, "reasoning", "What moves?", ["a", "b"]).text
     trace.steps = [Step(0, "A ball moves to the right."), Step(1, "So the answer is A!:")]

@@ -23,7 +23,7 @@ def adapter_dir(tiny_checkpoint, tmp_path_factory):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     loaded = load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none"))
     torch.manual_seed(0)
@@ -90,9 +90,9 @@ def test_both_runs_are_stored_with_the_model_that_made_them(adapter_app, adapter
 
 def test_the_base_run_is_the_model_without_the_adapter(adapter_app, compared, clip, tiny_model):
     """The base trace is what the checkpoint alone generates and scores on the same clip."""
-    from inference.generate import DecodingSettings, ReasoningRequest, run_reasoning
     from inference.media import load_media
-    from inference.scoring import score_trace
+    from inference.reasoning.generate import DecodingSettings, ReasoningRequest, run_reasoning
+    from inference.reasoning.scoring import score_trace
 
     _, _, final = compared
     base = base_trace_of(adapter_app.studio, final[1])

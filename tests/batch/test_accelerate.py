@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from inference.batch_items import read_manifest
+from inference.batch.items import read_manifest
 from tests.batch.conftest import GOOD, SAMPLES, batch_args, child_env, launch, launch_command
 
 pytestmark = pytest.mark.slow
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def item_ids(manifest: Path, run_dir: Path) -> list[str]:
     """The ids the run's settings give the manifest's items (run.json keeps the settings)."""
-    from inference.batch_items import BatchSettings, plan_items
+    from inference.batch.items import BatchSettings, plan_items
 
     stored = json.loads((run_dir / "run.json").read_text())["settings"]
     stored["sources"] = tuple(stored["sources"])

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from inference.batch import RankReport, work_through
-from inference.batch_items import BatchError, BatchSettings, plan_items, read_manifest, shard
-from inference.batch_ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize
+from inference.batch.items import BatchError, BatchSettings, plan_items, read_manifest, shard
+from inference.batch.ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize
+from inference.batch.run import RankReport, work_through
 from inference.errors import MediaNotFoundError
-from inference.trace import ClipInfo, Step, Trace
+from studio_trace import ClipInfo, Step, Trace
 from tests.batch.conftest import write_manifest
 
 SETTINGS = BatchSettings(checkpoint="tiny", max_new_tokens=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.batch_items import (
+from inference.batch.items import (
     BatchError,
     BatchSettings,
     ManifestEntry,
@@ -15,7 +15,7 @@ from inference.batch_items import (
     read_manifest,
     shard,
 )
-from inference.prompts import SYNTHDEC
+from inference.model.prompts import SYNTHDEC
 from tests.batch.conftest import write_manifest
 
 SETTINGS = BatchSettings(checkpoint="tiny")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from inference.cli import main
-from inference.prompts import SYNTHDEC
+from inference.model.prompts import SYNTHDEC
 from tests.batch.conftest import write_manifest
 
 pytestmark = pytest.mark.slow

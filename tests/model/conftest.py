@@ -10,8 +10,8 @@ import torch
 @pytest.fixture(scope="session")
 def official_model(official_tiny):
     """The official tiny checkpoint, loaded as it is, with the hub stand-ins as sources."""
-    from inference.config import ComponentSources
-    from inference.loading import LoadSettings, load_model
+    from inference.model.config import ComponentSources
+    from inference.model.loading import LoadSettings, load_model
 
     stand_ins = official_tiny / "hub_stand_ins"
     settings = LoadSettings(

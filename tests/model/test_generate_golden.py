@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from inference.generate import Decoder, DecodingSettings, TokenPicker
+from inference.reasoning.generate import Decoder, DecodingSettings, TokenPicker
 
 REAL_TIME = 6.006
 

@@ -92,7 +92,7 @@ def test_continuation_logits_and_logprobs(official_model, encoded, golden, refer
 
 
 def test_placeholder_count_mismatch_raises(official_model, encoded, golden):
-    from inference.modeling import PlaceholderMismatchError
+    from inference.model.modeling import PlaceholderMismatchError
 
     ids = golden("prompt_input_ids")[0].tolist()
     with pytest.raises(PlaceholderMismatchError, match="1 AV placeholder"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from inference.errors import UserError
-from inference.prompts import (
+from inference.model.prompts import (
     AV_PLACEHOLDER_ID,
     FOLLOWUP_TEXT,
     PROMPTS,
@@ -23,8 +23,8 @@ from inference.prompts import (
     prompt_text,
     render_ids,
 )
-from inference.tokenizer import build_qwen2_tokenizer
-from inference.trace import PROMPT_KINDS
+from inference.model.tokenizer import build_qwen2_tokenizer
+from studio_trace import PROMPT_KINDS
 
 QUESTION = "What is happening in the video?"
 OPTIONS = ["cooking", "running", "swimming"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference.layout import av_layout
+from inference.model.layout import av_layout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def marker_tokens(n: int, offset: float) -> torch.Tensor:
     [(12, 150, 6.006), (7, 300, 45.6), (60, 300, 45.6), (2, 150, 1.0), (1, 150, 0.5)],
 )
 def test_interleaving_order_matches_layout(n_frames, n_audio, real_time):
-    from inference.modeling import VideoSalmonnO1
+    from inference.model.modeling import VideoSalmonnO1
 
     video = marker_tokens(n_frames * 182, 0).view(n_frames, 182, 1)
     audio = marker_tokens(n_audio, 100_000)
@@ -78,8 +78,8 @@ def test_interleaving_order_matches_layout(n_frames, n_audio, real_time):
 def test_nf4_load_on_cpu_generates(tiny_checkpoint):
     import bitsandbytes as bnb
 
-    from inference.generate import Decoder, DecodingSettings, TokenPicker
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
+    from inference.reasoning.generate import Decoder, DecodingSettings, TokenPicker
 
     loaded = load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="4bit"))
     assert loaded.quantization == "4bit"
@@ -107,7 +107,7 @@ def rewrite_weights(checkpoint: Path, edit) -> None:
 
 
 def test_missing_weight_is_an_error_that_names_it(tiny_checkpoint, tmp_path):
-    from inference.loading import CheckpointError, LoadSettings, load_model
+    from inference.model.loading import CheckpointError, LoadSettings, load_model
 
     ckpt = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     rewrite_weights(ckpt, lambda s: s.pop("speech_llama_proj.weight"))
@@ -116,7 +116,7 @@ def test_missing_weight_is_an_error_that_names_it(tiny_checkpoint, tmp_path):
 
 
 def test_missing_llm_weight_is_an_error(tiny_checkpoint, tmp_path):
-    from inference.loading import CheckpointError, LoadSettings, load_model
+    from inference.model.loading import CheckpointError, LoadSettings, load_model
 
     ckpt = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     rewrite_weights(ckpt, lambda s: s.pop("model.layers.1.mlp.up_proj.weight"))
@@ -125,7 +125,7 @@ def test_missing_llm_weight_is_an_error(tiny_checkpoint, tmp_path):
 
 
 def test_unexpected_weight_is_an_error_that_names_it(tiny_checkpoint, tmp_path):
-    from inference.loading import CheckpointError, LoadSettings, load_model
+    from inference.model.loading import CheckpointError, LoadSettings, load_model
 
     ckpt = copy_checkpoint(tiny_checkpoint, tmp_path / "ckpt")
     rewrite_weights(ckpt, lambda s: s.update({"speech_extra.weight": torch.zeros(2)}))
@@ -134,7 +134,7 @@ def test_unexpected_weight_is_an_error_that_names_it(tiny_checkpoint, tmp_path):
 
 
 def test_unreachable_hub_checkpoint_says_what_to_do(monkeypatch):
-    from inference.loading import CheckpointError, resolve_checkpoint_dir
+    from inference.model.loading import CheckpointError, resolve_checkpoint_dir
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="pass --checkpoint with a local folder"):
@@ -145,7 +145,7 @@ def test_lora_adapter_on_top_changes_the_logits(tiny_checkpoint, tiny_model, tmp
     from peft import LoraConfig, get_peft_model
     from transformers import Qwen2ForCausalLM
 
-    from inference.loading import LoadSettings, load_model, qwen2_config
+    from inference.model.loading import LoadSettings, load_model, qwen2_config
 
     config = json.loads((tiny_checkpoint / "config.json").read_text())
     base = Qwen2ForCausalLM(qwen2_config(config, "sdpa"))
@@ -175,8 +175,14 @@ def test_lora_adapter_on_top_changes_the_logits(tiny_checkpoint, tiny_model, tmp
 
 
 def test_streaming_yields_steps_in_order_then_answer_then_trace(tiny_model, example_clips):
-    from inference.generate import AnswerEvent, DoneEvent, ReasoningRequest, StepEvent, stream_reasoning
     from inference.media import load_media
+    from inference.reasoning.generate import (
+        AnswerEvent,
+        DoneEvent,
+        ReasoningRequest,
+        StepEvent,
+        stream_reasoning,
+    )
 
     media = load_media(example_clips["red_ball_chirp.mp4"])
     request = ReasoningRequest(question="Which way does the ball move?", options=["Left", "Right", "Up"])
@@ -198,8 +204,8 @@ def test_streaming_yields_steps_in_order_then_answer_then_trace(tiny_model, exam
 
 
 def test_same_seed_same_sampled_trace(tiny_model, example_clips):
-    from inference.generate import DecodingSettings, ReasoningRequest, run_reasoning
     from inference.media import load_media
+    from inference.reasoning.generate import DecodingSettings, ReasoningRequest, run_reasoning
 
     media = load_media(example_clips["silent_shapes.mp4"])
 
@@ -274,7 +280,7 @@ def test_run_command_on_real_clips(shared_clips, tiny_checkpoint, name):
 
 def test_importing_the_light_modules_loads_no_torch():
     code = (
-        "import sys, inference, inference.trace, inference.cli, inference.layout, inference.config, "
+        "import sys, inference, studio_trace, inference.cli, inference.model.layout, inference.model.config, "
         "annotation_db; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)

@@ -15,7 +15,7 @@ import tiktoken
 from tiktoken.load import load_tiktoken_bpe
 from transformers import PreTrainedTokenizerFast
 
-from inference.tokenizer import (
+from inference.model.tokenizer import (
     ENDOFTEXT_ID,
     IM_END_ID,
     IM_START_ID,

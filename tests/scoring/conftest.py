@@ -17,8 +17,8 @@ GOLDEN_STEPS = ["The man runs.", "He falls.", "The answer is B."]
 @pytest.fixture(scope="session")
 def official_loaded(official_tiny):
     """The official tiny checkpoint (float32, CPU), with its hub stand-ins as encoder configs."""
-    from inference.config import ComponentSources
-    from inference.loading import LoadSettings, load_model
+    from inference.model.config import ComponentSources
+    from inference.model.loading import LoadSettings, load_model
 
     stand_ins = official_tiny / "hub_stand_ins"
     return load_model(
@@ -43,7 +43,7 @@ def reference(official_tiny):
 @pytest.fixture(scope="session")
 def golden_media(official_tiny):
     """(clean AVTensors, the official FIXED noisy video as AVTensors)."""
-    from inference.perturb import AVTensors
+    from inference.reasoning.perturb import AVTensors
 
     ref = official_tiny / "reference"
     pixels = torch.from_numpy(np.load(ref / "pixel_values.npz")["pixel_values"])
@@ -67,7 +67,7 @@ def golden_prompt_ids(official_tiny):
 @pytest.fixture(scope="session")
 def make_trace():
     """``make_trace(step_texts)`` -> a Trace on the golden question, options and reference "B"."""
-    from inference.trace import ClipInfo, Step, Trace
+    from studio_trace import ClipInfo, Step, Trace
 
     def make(steps, question=GOLDEN_QUESTION, options=GOLDEN_OPTIONS, reference_answer="B"):
         return Trace(

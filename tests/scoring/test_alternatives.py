@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from inference.alternatives import (
+from inference.reasoning.alternatives import (
     AlternativeSettings,
     RolloutSettings,
     rollout_candidate,
@@ -15,7 +15,7 @@ from inference.alternatives import (
     step_text_from_sample,
     suggest_preference,
 )
-from inference.generate import Decoder, DecodingSettings, TokenPicker
+from inference.reasoning.generate import Decoder, DecodingSettings, TokenPicker
 
 STEPS = ["The man runs.", "He falls.", "The answer is B."]
 
@@ -34,7 +34,7 @@ def test_alternatives_are_sampled_from_the_official_prefix(
     assert trace.alternatives == alternatives
 
     model, tokenizer = official_loaded.model, official_loaded.tokenizer
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
 
     prompt = build_prompt(tokenizer, "reasoning", trace.question, trace.options)
     for i, alternative in enumerate(alternatives):
@@ -94,7 +94,7 @@ def test_step_text_from_sample():
 
 
 def test_bad_step_index_is_a_user_error(official_loaded, golden_media, make_trace):
-    from inference.scoring import ScoringError
+    from inference.reasoning.scoring import ScoringError
 
     clean, _ = golden_media
     with pytest.raises(ScoringError, match="step 3 does not exist; the trace has steps 0 to 2"):
@@ -146,7 +146,7 @@ def test_correctness_is_the_fraction_of_right_answers(
 def test_rollout_step_compares_the_step_with_its_alternatives(
     forced_b_loaded, golden_media, golden_encoded, make_trace
 ):
-    from inference.trace import Alternative
+    from studio_trace import Alternative
 
     clean, _ = golden_media
     trace = make_trace(STEPS)
@@ -174,7 +174,7 @@ def test_suggest_preference_labels():
 
 
 def test_no_reference_is_a_user_error(official_loaded, golden_media, make_trace):
-    from inference.scoring import ScoringError
+    from inference.reasoning.scoring import ScoringError
 
     clean, _ = golden_media
     trace = make_trace(STEPS, reference_answer=None)

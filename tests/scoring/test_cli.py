@@ -7,7 +7,7 @@ import json
 import pytest
 
 from inference.cli import main
-from inference.trace import ClipInfo, Step, Trace
+from studio_trace import ClipInfo, Step, Trace
 
 
 @pytest.fixture

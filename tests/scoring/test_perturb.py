@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference.perturb import (
+from inference.reasoning.perturb import (
     PERTURBATIONS,
     AVTensors,
     UnknownPerturbationError,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from inference.perturb import AVTensors, get_perturbation, perturb
-from inference.scoring import (
+from inference.reasoning.perturb import AVTensors, get_perturbation, perturb
+from inference.reasoning.scoring import (
     ScoringSettings,
     build_tree_query,
     official_step_kls,
@@ -153,7 +153,7 @@ def test_top_t_flags_the_highest_scores(official_loaded, golden_media, golden_en
 
 
 def test_scores_survive_the_json_round_trip(official_loaded, golden_media, golden_encoded, make_trace):
-    from inference.trace import Trace
+    from studio_trace import Trace
 
     clean, noisy = golden_media
     trace = score_trace(
@@ -166,7 +166,7 @@ def test_scores_survive_the_json_round_trip(official_loaded, golden_media, golde
 
 def test_tree_query_layout():
     """Root at position P-1, trunk after it, a branch restarting at its shared prefix."""
-    from inference.scoring import ScoringPlan, StepPlan
+    from inference.reasoning.scoring import ScoringPlan, StepPlan
 
     plan = ScoringPlan(
         trunk=[10, 11, 12, 13],
@@ -192,7 +192,7 @@ def test_token_pieces_keep_split_characters_whole(official_loaded):
 
 
 def test_unknown_perturbation_is_a_user_error(official_loaded, golden_media, make_trace):
-    from inference.perturb import UnknownPerturbationError
+    from inference.reasoning.perturb import UnknownPerturbationError
 
     clean, _ = golden_media
     with pytest.raises(UnknownPerturbationError, match="unknown perturbation 'blur'; choose from noise"):
@@ -200,7 +200,7 @@ def test_unknown_perturbation_is_a_user_error(official_loaded, golden_media, mak
 
 
 def test_a_trace_whose_prompt_differs_is_refused(official_loaded, golden_media, make_trace):
-    from inference.scoring import ScoringError
+    from inference.reasoning.scoring import ScoringError
 
     clean, _ = golden_media
     trace = make_trace(STEPS)
@@ -218,7 +218,7 @@ def test_the_generation_cache_can_stand_in_for_the_clean_prefill(
     official_loaded, golden_media, golden_encoded, golden_prompt_ids, make_trace
 ):
     """Handing over a Decoder's cache (prompt + generated tokens) gives the same scores."""
-    from inference.generate import Decoder
+    from inference.reasoning.generate import Decoder
 
     clean, noisy = golden_media
     model = official_loaded.model

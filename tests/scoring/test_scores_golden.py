@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.scoring import official_loop_texts, plan_steps, score_trace, step_kls
+from inference.reasoning.scoring import official_loop_texts, plan_steps, score_trace, step_kls
 
 STEPS = ["The man runs.", "He falls.", "The answer is B."]
 
@@ -65,8 +65,8 @@ def test_official_loop_filter_reproduced(
     """The official selection loop drops steps of <= 2 words ("He falls."), also from the
     context of later steps; reproducing that filter gives its two values."""
     _, noisy = golden_media
-    from inference.perturb import get_perturbation
-    from inference.scoring import perturbed_block
+    from inference.reasoning.perturb import get_perturbation
+    from inference.reasoning.scoring import perturbed_block
 
     kept = official_loop_texts(STEPS)
     assert kept == ["The man runs.", "The answer is B."]

@@ -293,7 +293,7 @@ def test_bad_export_requests_are_user_errors(labeled, tmp_path):
 
 
 def test_default_mu_is_the_one_inference_suggests():
-    alternatives = pytest.importorskip("inference.alternatives")
+    alternatives = pytest.importorskip("inference.reasoning.alternatives")
     from annotation_db import DEFAULT_MU
 
     assert DEFAULT_MU == alternatives.DEFAULT_MU

@@ -139,8 +139,8 @@ def test_clip_facts_are_filled_in_not_overwritten(store, make_trace):
 
 
 def test_trace_from_inference_is_accepted(store):
-    """The Trace dataclass of inference/trace.py is the schema; its JSON must import as is."""
-    from inference.trace import SCHEMA_VERSION, Alternative, ClipInfo, Step, Trace
+    """The Trace dataclass of studio_trace/trace.py is the schema; its JSON must import as is."""
+    from studio_trace import SCHEMA_VERSION, Alternative, ClipInfo, Step, Trace
 
     assert SCHEMA_VERSION == TRACE_SCHEMA_VERSION
     trace = Trace(
@@ -228,7 +228,7 @@ def test_import_published_with_a_missing_clip_imports_nothing(store, tmp_path):
 
 
 def test_published_prompts_match_inference_prompts():
-    prompts = pytest.importorskip("inference.prompts")
+    prompts = pytest.importorskip("inference.model.prompts")
     for question, options in [("Why?", ["x", "y", "z"]), ("What happens?", None), (SYNTHDEC_QUESTION, None)]:
         kind, text = prompt_text(question, options)
         user = prompts.build_user_text(kind, "" if kind == "synthdec" else question, options)

@@ -79,7 +79,7 @@ def one_torch_thread():
 @pytest.fixture
 def fresh_tiny(tiny_checkpoint):
     """A tiny model of the test's own (training adds adapters to it in place)."""
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     return load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none"))
 
@@ -108,7 +108,7 @@ def toy_clips(tmp_path_factory) -> list[dict]:
 
 
 def _prompt(tokenizer, clip: dict) -> str:
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
 
     return build_prompt(tokenizer, "reasoning", clip["question"], clip["options"]).text
 

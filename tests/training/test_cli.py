@@ -1,5 +1,5 @@
 """``python -m training.pdpo``: the adapter folder, its settings and log, and the adapter
-reloading through ``inference.loading`` with the same effect it had in training."""
+reloading through ``inference.model.loading`` with the same effect it had in training."""
 
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def test_adapter_folder_holds_adapter_settings_hash_and_log(trained, toy_pairs, 
 
 
 def test_saved_adapter_reloads_and_changes_the_model_output(trained, toy_pairs, tiny_checkpoint, tiny_model):
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
     from training.data import load_pairs
     from training.features import FeatureCache
     from training.trainer import adapter_margins

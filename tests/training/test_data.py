@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from inference.prompts import build_prompt
-from inference.scoring import MARKER
+from inference.model.prompts import build_prompt
+from inference.reasoning.scoring import MARKER
 from training.data import PairsFormatError, file_sha256, load_pairs, parse_prompt
 
 STEPS_T1 = ["A red circle is on the left.", "It turns into a square.", "The answer is B."]
@@ -16,7 +16,7 @@ ALTERNATIVE = "It moves to the right."
 
 
 def a_trace(trace_id: str, clip: dict, prompt, texts: list[str], correctness=None) -> dict:
-    from inference.trace import ClipInfo, Step, Trace
+    from studio_trace import ClipInfo, Step, Trace
 
     correctness = correctness or [None] * len(texts)
     trace = Trace(

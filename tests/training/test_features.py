@@ -51,7 +51,7 @@ def test_a_changed_or_missing_clip_is_an_error(tiny_model, toy_clips, tmp_path):
 
 
 def test_the_fingerprint_follows_the_encoder_weights(tiny_checkpoint):
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
     from training.features import encoder_fingerprint
 
     model = load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="none")).model

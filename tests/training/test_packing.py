@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from inference.scoring import MARKER
+from inference.reasoning.scoring import MARKER
 from training.packing import Branch, pack, packed_masks
 
 
@@ -84,7 +84,7 @@ def plain_logps(model, block, prompt_ids, context_ids, candidate_ids) -> float:
 
 
 def test_packed_group_equals_plain_passes(tiny_model, toy_clips):
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
     from training.data import PairExample
     from training.features import FeatureCache
     from training.policy import PairScorer

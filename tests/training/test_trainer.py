@@ -91,7 +91,7 @@ def test_short_run_raises_held_out_preference_accuracy(fresh_tiny, toy_pairs, tm
 
 
 def test_runs_are_seeded(tiny_checkpoint, toy_pairs):
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     config = PDPOConfig(**{**TOY.__dict__, "max_steps": 2, "lora": LoraSettings(r=8, alpha=16, dropout=0.1)})
     results = []
@@ -110,7 +110,7 @@ def test_runs_are_seeded(tiny_checkpoint, toy_pairs):
 def test_qlora_nf4_forward_backward_step_on_cpu(tiny_checkpoint, toy_pairs):
     import bitsandbytes as bnb
 
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     loaded = load_model(LoadSettings(checkpoint=str(tiny_checkpoint), device="cpu", quantization="4bit"))
     pairs = load_pairs(toy_pairs["train"], loaded.tokenizer).pairs

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from inference.prompts import PROMPTS, build_prompt, followup_prompt_text
-from inference.trace import STEP_DELIMITER, Answer, ClipInfo, Step, Trace, extract_choice
+from inference.model.prompts import PROMPTS, build_prompt, followup_prompt_text
+from studio_trace import STEP_DELIMITER, Answer, ClipInfo, Step, Trace, extract_choice
 
 IM_END_TEXT = "<|im_end|>"
 
@@ -256,7 +256,7 @@ def stream_reasoning(
     if two_pass:
         # Official second pass: prompt + reasoning ids (+ <|im_end|> when the model stopped)
         # + the follow-up user turn. The cache already holds all but the last generated token.
-        from inference.prompts import FOLLOWUP_TEXT
+        from inference.model.prompts import FOLLOWUP_TEXT
 
         tail = reasoning_ids[-1:] if reasoning_ids else []
         if not reasoning_ids or reasoning_ids[-1] != im_end:

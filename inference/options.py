@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from inference.config import RELEASED_CHECKPOINT, ComponentSources
+from inference.model.config import RELEASED_CHECKPOINT, ComponentSources
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +40,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def choose_checkpoint(checkpoint: str | None, device: str, log=None) -> str:
     """The checkpoint to load: the one asked for, else by the machine (module docstring)."""
-    from inference.loading import resolve_device
+    from inference.model.loading import resolve_device
 
     if checkpoint and checkpoint != "tiny":
         return checkpoint
@@ -56,7 +56,7 @@ def choose_checkpoint(checkpoint: str | None, device: str, log=None) -> str:
 
 
 def load_from_args(args: argparse.Namespace):
-    from inference.loading import LoadSettings, load_model
+    from inference.model.loading import LoadSettings, load_model
 
     checkpoint = choose_checkpoint(args.checkpoint, args.device)
     settings = LoadSettings(

@@ -10,7 +10,7 @@
 
 Module and parameter names are chosen so that the official checkpoint loads by a fixed
 renaming (``official_to_port_key``), never by guesswork. The model only ever receives tensors:
-media decoding lives in ``inference.media``, prompt ids in ``inference.prompts``.
+media decoding lives in ``inference.media``, prompt ids in ``inference.model.prompts``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from inference.config import ConnectorSettings
-from inference.layout import AV_PLACEHOLDER_ID, AVLayout, av_layout
+from inference.model.config import ConnectorSettings
+from inference.model.layout import AV_PLACEHOLDER_ID, AVLayout, av_layout
 
 WHISPER_FRAMES_PER_SECOND = 50  # Whisper encoder output rate: 1500 frames per 30 s chunk
 

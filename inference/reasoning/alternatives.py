@@ -27,10 +27,15 @@ from typing import Any
 
 import torch
 
-from inference.generate import Decoder, DecodingSettings, TokenPicker, decoding_from_generation_config
-from inference.prompts import FOLLOWUP_TEXT
-from inference.scoring import MARKER, ScoringError, prev_text, trace_prompt_ids
-from inference.trace import STEP_DELIMITER, Alternative, Trace, extract_choice
+from inference.model.prompts import FOLLOWUP_TEXT
+from inference.reasoning.generate import (
+    Decoder,
+    DecodingSettings,
+    TokenPicker,
+    decoding_from_generation_config,
+)
+from inference.reasoning.scoring import MARKER, ScoringError, prev_text, trace_prompt_ids
+from studio_trace import STEP_DELIMITER, Alternative, Trace, extract_choice
 
 IM_END_TEXT = "<|im_end|>"
 PREFIX_CONVENTION = "prompt + tok(previous steps, each + '<end_of_step>\\n')"

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from inference.layout import VIDEO_TOKENS_PER_FRAME
+from inference.model.layout import VIDEO_TOKENS_PER_FRAME
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

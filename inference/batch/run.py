@@ -10,7 +10,7 @@ and one sample index; its id is a hash of the entry's canonical JSON, the sample
 settings that shape a trace (model, decoding, scoring), so the Trace id (``batch-<item id>``) is
 the same whenever the same item is made again and re-importing into the store is a no-op.
 
-The output folder is the ledger (``inference.batch_ledger``: one run at a time per folder;
+The output folder is the ledger (``inference.batch.ledger``: one run at a time per folder;
 every node must see it, e.g. a shared file system). Exactly once: before any work, process 0
 takes the folder's lock, cuts any unfinished last line off every shard (a process killed inside
 a write), reads which items are finished and hands out the rest (process r of W takes
@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inference.batch_items import (
+from inference.batch.items import (
     BatchError,
     BatchSettings,
     ManifestEntry,
@@ -42,9 +42,9 @@ from inference.batch_items import (
     read_manifest,
     shard,
 )
-from inference.batch_ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize, write_atomic
+from inference.batch.ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize, write_atomic
 from inference.errors import UserError
-from inference.model_args import add_model_arguments
+from inference.options import add_model_arguments
 
 POLL_S = 0.5  # how often process 0 looks at the ledger while the others finish
 # The one collective (the plan handed out by process 0) waits while process 0 scans the ledger;
@@ -103,7 +103,12 @@ class Worker:
         return media, encoded, {"media_s": t1 - t0, "encode_s": t2 - t1}
 
     def __call__(self, item: WorkItem):
-        from inference.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
+        from inference.reasoning.generate import (
+            DecodingSettings,
+            DoneEvent,
+            ReasoningRequest,
+            stream_reasoning,
+        )
 
         s, entry = self.settings, item.entry
         if entry.problem:
@@ -130,7 +135,7 @@ class Worker:
         # The clip was decoded and encoded once for all its items here: say what this item cost.
         trace.timings.update({k: round(v, 4) for k, v in timings.items()})
         if s.score:
-            from inference.scoring import score_trace
+            from inference.reasoning.scoring import score_trace
 
             score_trace(
                 self.loaded,
@@ -288,7 +293,7 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.sample or args.samples_per_question > 1) and not (0 < args.top_p <= 1 and args.temperature > 0):
         raise BatchError("sampling needs 0 < --top-p <= 1 and --temperature above 0")
     if args.score:
-        from inference.perturb import get_perturbation
+        from inference.reasoning.perturb import get_perturbation
 
         names = [p.strip() for p in args.perturb.split(",") if p.strip()]
         if not names:
@@ -327,7 +332,7 @@ def share_plan(state, payload: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.model_args import choose_checkpoint
+    from inference.options import choose_checkpoint
 
     wall_start = time.perf_counter()
     check_args(args)
@@ -453,8 +458,8 @@ def format_summary(s: dict[str, Any]) -> str:
 def _load_model(args: argparse.Namespace, checkpoint: str, state):
     """One model per process, on this process's device (accelerate made it the current CUDA
     device, so "cuda" is this process's GPU)."""
-    from inference.config import ComponentSources
-    from inference.loading import LoadSettings, load_model
+    from inference.model.config import ComponentSources
+    from inference.model.loading import LoadSettings, load_model
 
     device = args.device
     if device == "auto":

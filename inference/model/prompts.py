@@ -1,6 +1,6 @@
 """The prompts of video-SALMONN-o1 and the exact token ids the official code builds from them.
 
-Three prompt kinds (paper Table 5; names as in ``inference.trace.PROMPT_KINDS``):
+Three prompt kinds (paper Table 5; names as in ``studio_trace.PROMPT_KINDS``):
 
 - ``reasoning``: multiple choice, answered in steps that end with ``<end_of_step>``, then a
   second pass asks for the final answer (below);
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inference.errors import UserError
-from inference.tokenizer import ENDOFTEXT, IM_END, IM_START
-from inference.trace import STEP_DELIMITER
+from inference.model.tokenizer import ENDOFTEXT, IM_END, IM_START
+from studio_trace import STEP_DELIMITER
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -105,7 +105,7 @@ SYNTHDEC = PromptTemplate(
     options="none",  # fixed yes/no question
     two_pass=True,
 )
-# Keyed in the order of inference.trace.PROMPT_KINDS (a test checks they agree).
+# Keyed in the order of studio_trace.PROMPT_KINDS (a test checks they agree).
 PROMPTS: dict[str, PromptTemplate] = {t.kind: t for t in (REASONING, DIRECT, SYNTHDEC)}
 
 

@@ -3,13 +3,13 @@
 Not in the paper or the official code: a reading aid for annotators ("step 3 talks about what
 happens around 4.5 s"). For every step, the attention that the positions predicting its tokens
 give to each frame's tokens (its 182 video tokens and the audio tokens interleaved after them,
-``inference.layout``) is averaged over heads and layers and normalised over frames. The frame
+``inference.model.layout``) is averaged over heads and layers and normalised over frames. The frame
 with the most attention gives the step's span: from its time to the next sampled frame's.
 
 Cost: one prefill of the prompt (as one scoring perturbation costs) and one query over the
 trace's tokens with eager attention; the per-layer weights, (1, heads, Q, prompt + Q), are
 reduced to (Q, frames) as each layer finishes, so no layer's weights outlive it. The same
-trunk-plus-branches query as ``inference.scoring`` is used, so a step's rows are those its
+trunk-plus-branches query as ``inference.reasoning.scoring`` is used, so a step's rows are those its
 contrastive score is computed at.
 
 Attention is a weak explanation (it shows where the model looked, not what it used); the UI
@@ -24,9 +24,15 @@ from dataclasses import dataclass
 
 import torch
 
-from inference.layout import AV_PLACEHOLDER_ID, AVLayout
-from inference.scoring import build_tree_query, plan_steps, prefill, query_hidden_rows, trace_prompt_ids
-from inference.trace import Trace
+from inference.model.layout import AV_PLACEHOLDER_ID, AVLayout
+from inference.reasoning.scoring import (
+    build_tree_query,
+    plan_steps,
+    prefill,
+    query_hidden_rows,
+    trace_prompt_ids,
+)
+from studio_trace import Trace
 
 METHOD = "attention of the step's predicting positions to each frame (video + its audio tokens), mean over heads and layers"
 

@@ -13,12 +13,12 @@ import sys
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "probe": ("inference.probe", "show what the media pipeline sees in a clip"),
+    "probe": ("inference.cli.probe", "show what the media pipeline sees in a clip"),
     "tiny-checkpoint": ("inference.tiny", "write a tiny random-init checkpoint in the released layout"),
-    "run": ("inference.run", "reason about a clip and print the Trace"),
-    "alternatives": ("inference.alternatives_cmd", "sample alternative steps for one step of a Trace"),
-    "rollouts": ("inference.rollouts_cmd", "expected correctness of a step (and alternatives) by rollouts"),
-    "batch": ("inference.batch", "Traces for every question of a manifest, on one or many GPUs (accelerate)"),
+    "run": ("inference.cli.run", "reason about a clip and print the Trace"),
+    "alternatives": ("inference.cli.alternatives", "sample alternative steps for one step of a Trace"),
+    "rollouts": ("inference.cli.rollouts", "expected correctness of a step (and alternatives) by rollouts"),
+    "batch": ("inference.batch.run", "Traces for every question of a manifest, on one or many GPUs (accelerate)"),
 }
 
 

@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 import torch
 
 from inference.errors import UserError
-from inference.perturb import NOISE_STEP, AVTensors, get_perturbation, perturb
-from inference.trace import STEP_DELIMITER, Trace
+from inference.reasoning.perturb import NOISE_STEP, AVTensors, get_perturbation, perturb
+from studio_trace import STEP_DELIMITER, Trace
 
 MARKER = STEP_DELIMITER + "\n"  # what follows every step but the last in the official prev_strs
 CONVENTION = "official: step text without marker, tokenized alone; previous steps joined with markers"
@@ -434,7 +434,7 @@ def token_pieces(tokenizer, ids: Sequence[int]) -> list[str]:
 
 def trace_prompt_ids(tokenizer, trace: Trace) -> list[int]:
     """The official prompt ids of a trace, rebuilt from its question, options and kind."""
-    from inference.prompts import build_prompt
+    from inference.model.prompts import build_prompt
 
     prompt = build_prompt(tokenizer, trace.prompt_kind, trace.question, trace.options)
     if trace.prompt and trace.prompt != prompt.text:

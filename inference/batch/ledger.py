@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inference.batch_items import (
+from inference.batch.items import (
     TRACE_ID_PREFIX,
     BatchError,
     BatchSettings,

@@ -25,9 +25,9 @@ import argparse
 import json
 import sys
 
-from inference.alternatives_cmd import add_trace_arguments, load_trace_media, read_trace, write_trace
+from inference.cli.alternatives import add_trace_arguments, load_trace_media, read_trace, write_trace
 from inference.errors import UserError
-from inference.model_args import add_model_arguments, load_from_args
+from inference.options import add_model_arguments, load_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.alternatives import RolloutSettings, rollout_step
-    from inference.trace import Alternative
+    from inference.reasoning.alternatives import RolloutSettings, rollout_step
+    from studio_trace import Alternative
 
     trace = read_trace(args.trace)
     if args.n < 1:

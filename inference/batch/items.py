@@ -57,8 +57,8 @@ def parse_entry(raw: Any, line: int, base: Path, default_prompt: str) -> Manifes
     from (no question, options a prompt kind cannot take) carries the reason in ``problem``.
     The files are not opened here: a missing clip is an item failure.
     """
-    from inference.prompts import SYNTHDEC, PromptError, build_user_text
-    from inference.trace import PROMPT_KINDS
+    from inference.model.prompts import SYNTHDEC, PromptError, build_user_text
+    from studio_trace import PROMPT_KINDS
 
     where = f"manifest line {line}"
     if not isinstance(raw, dict):

@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from inference.errors import UserError
-from inference.model_args import add_model_arguments, load_from_args
+from inference.options import add_model_arguments, load_from_args
 
 
 class TraceFileError(UserError):
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_trace(path: str):
-    from inference.trace import Trace, TraceFormatError
+    from studio_trace import Trace, TraceFormatError
 
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -88,7 +88,7 @@ def write_trace(trace, path: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.alternatives import AlternativeSettings, sample_alternatives
+    from inference.reasoning.alternatives import AlternativeSettings, sample_alternatives
 
     trace = read_trace(args.trace)
     if args.n < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.model_args import add_model_arguments, load_from_args
+from inference.options import add_model_arguments, load_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,8 +45,8 @@ def format_trace(trace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
     from inference.media import MediaLimits, load_media
+    from inference.reasoning.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
 
     media = load_media(args.video, MediaLimits(max_duration_s=args.max_duration_s), audio_path=args.audio)
     loaded = load_from_args(args)
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     )
     trace = done.trace
     if args.score:
-        from inference.scoring import score_trace
+        from inference.reasoning.scoring import score_trace
 
         names = [p.strip() for p in args.perturb.split(",") if p.strip()]
         score_trace(

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.config import (
+from inference.errors import UserError
+from inference.model.config import (
     RELEASED_CHECKPOINT,
     ComponentSources,
     ConnectorSettings,
     read_json,
     resolve_component_configs,
 )
-from inference.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def read_non_llm_tensors(files: list[Path]) -> dict[str, Any]:
     """Every tensor outside the LLM, renamed to this port's module names."""
     from safetensors import safe_open
 
-    from inference.modeling import official_to_port_key
+    from inference.model.modeling import official_to_port_key
 
     tensors = {}
     for file in files:
@@ -227,7 +227,7 @@ def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
     from accelerate import init_empty_weights
     from transformers import AutoTokenizer
 
-    from inference.modeling import VideoSalmonnO1
+    from inference.model.modeling import VideoSalmonnO1
 
     device = resolve_device(settings.device)
     quant = settings.quantization
