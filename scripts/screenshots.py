@@ -110,6 +110,7 @@ def take(out: Path, checkpoint: str) -> None:
                 page.fill("#reference textarea, #reference input", example["reference_answer"])
                 page.click("#btn-analyze")
                 page.wait_for_selector("#stream .step:not(.pending) >> nth=1")
+                page.evaluate("window.scrollTo(0, 0)")
                 save_small(page.screenshot(), out / "analysis.png")
                 page.wait_for_selector("#label-status:has-text('Done in')")
                 trace_id = page.locator("#trace-id textarea, #trace-id input").first.input_value()
@@ -117,6 +118,7 @@ def take(out: Path, checkpoint: str) -> None:
                 for key in ("a", "r", "k", "3"):
                     page.keyboard.press(key)
                     page.wait_for_timeout(600)
+                page.evaluate("window.scrollTo(0, 0)")
                 save_small(page.screenshot(), out / "labeling.png")
                 label_for_the_dashboard(studio, trace_id)
                 page.get_by_role("tab", name="Dashboard").click()

@@ -152,10 +152,12 @@ def _header(p: Page, h: ModelHandlers, config: AppConfig, studio: Studio) -> Non
         f'<div id="title"><h1>{TITLE}</h1><p>{render.esc(SUBTITLE)}</p></div>{banner_html(config, studio)}',
         elem_id="banner",
     )
-    with gr.Row(equal_height=True, elem_id="who-row"):
+    with gr.Row(equal_height=False, elem_id="who-row"):  # one low row: the fold is for the work
         p.annotator = gr.Textbox(
             label="Annotator",
-            placeholder="your name (this browser remembers it)",
+            show_label=False,
+            container=False,
+            placeholder="Annotator: your name (this browser remembers it)",
             visible=not config.auth_on,
             elem_id="annotator",
             scale=2,
@@ -165,7 +167,10 @@ def _header(p: Page, h: ModelHandlers, config: AppConfig, studio: Studio) -> Non
             gr.LoginButton(scale=1)
         p.who = gr.Markdown(h.who_line(None), elem_id="who")
         p.blind = gr.Checkbox(
-            value=True, label="Blind mode: hide others' labels of a step until I have labeled it", scale=2
+            value=True,
+            label="Blind mode: hide others' labels of a step until I have labeled it",
+            scale=2,
+            container=False,
         )
     p.saved_name = gr.BrowserState("", storage_key="studio-annotator")
 

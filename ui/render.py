@@ -523,6 +523,7 @@ def calibration_figure(stats: Mapping[str, Any]):
             ],
             "hoverinfo": "y+text",
             "marker": {"color": VERDICT_COLOURS["reject"]},
+            "width": 0.8,  # one decile wide, however few deciles hold steps
             "name": "reject rate",
         }
     ]

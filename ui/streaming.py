@@ -23,6 +23,7 @@ from ui.services import AnalysisRequest, AnswerDecoded, AppError, Finished, Stag
 # one; the real model takes longer per step and is never held. The wait is counted in the
 # timings ("display").
 MIN_STEP_FRAME_S = 0.25
+SETTLE_S = 0.1
 
 
 class AnalysisRun:
@@ -72,6 +73,13 @@ class AnalysisRun:
             self.clock.enter("display", time.perf_counter())
             time.sleep(wait)
         self.last_step_frame = time.perf_counter()
+
+    def settle(self) -> None:
+        """Right after a step frame is handed to Gradio: pause the model briefly so the server's
+        event loop sends the frame now. On a CPU the next step's decoding otherwise holds the
+        interpreter, and two steps reached the page in one burst (seen in the browser test)."""
+        self.clock.enter("display", time.perf_counter())
+        time.sleep(SETTLE_S)
 
     def on_step(self, event: StepDecoded) -> dict:
         steps = self.base_steps if event.base else self.steps
@@ -228,6 +236,7 @@ class ModelHandlers(Handlers):
                 yield run.frame(event.message + "\u2026")
             elif isinstance(event, StepDecoded):
                 yield run.on_step(event)
+                run.settle()
             elif isinstance(event, AnswerDecoded):
                 yield run.on_answer(event)
             elif isinstance(event, Finished) and event.base:
