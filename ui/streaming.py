@@ -42,6 +42,7 @@ class AnalysisRun:
         self.clock = workspace.PhaseClock(time.perf_counter())
         self.fraction = 0.0
         self.last_step_frame = 0.0
+        self.done_text = ""
 
     def status(self, text: str, failed: bool = False) -> str:
         return render.status_html(text, None if failed else self.fraction, failed=failed)
@@ -57,13 +58,16 @@ class AnalysisRun:
         p, request = self.p, self.request
         if self.stored is not None:  # the base model runs: the labeled trace stays as it is
             return {
+                p.trace_id: self.stored["id"],  # every update names it (the last is an API's result)
                 p.base_view: render.base_html(
                     None, self.base_steps, self.base_answer, request.reference_answer, text
-                )
+                ),
             }
+        waiting = "Waiting for the adapter's run\u2026" if request.compare_base else ""
         return {
             p.status: self.status(text),
             p.stream_view: render.stream_html(self.steps, self.answer, request.reference_answer),
+            p.base_view: render.base_html(status=waiting),
         }
 
     def pace(self) -> None:
@@ -111,6 +115,7 @@ class AnalysisRun:
         text += f". Trace {stored['id']} saved: label its steps in the Label tab."
         if stored["model"].get("tiny"):
             text += " Tiny demo model: its text is meaningless."
+        self.done_text = text
         view = self.h.studio.view(stored["id"], annotator, True)
         out = self.h.trace_outputs(view, annotator, order, desk, 0)
         message = text if stored["steps"] else f"{text} The model gave no steps."
@@ -215,9 +220,6 @@ class ModelHandlers(Handlers):
                 p.started: time.time(),
                 p.scores_plot: plot(render.scores_figure([])),
                 p.kl_plot: plot(render.kl_figure([])),
-                p.base_view: render.base_html(status="Waiting for the adapter's run\u2026")
-                if req.compare_base
-                else render.base_html(),
                 **run.frame("Decoding the clip\u2026"),
             }
             yield from self._run(run, desk, self._maybe_annotator(request, profile, typed), order)
@@ -241,7 +243,12 @@ class ModelHandlers(Handlers):
                 yield run.on_answer(event)
             elif isinstance(event, Finished) and event.base:
                 base = self.studio.save_trace(event.trace, media)
-                yield {self.page.base_view: render.base_html(base)}
+                run.done_text += f" The base model's trace {base['id']} is shown beside it."
+                yield {
+                    self.page.trace_id: run.stored["id"],
+                    self.page.status: run.status(run.done_text),
+                    self.page.base_view: render.base_html(base),
+                }
             elif isinstance(event, Finished):
                 run.enter("store")
                 yield run.frame("Saving the trace\u2026")
