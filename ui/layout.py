@@ -187,7 +187,6 @@ def _analyze_view(p: Page, config: AppConfig) -> None:
                 elem_id="question",
                 lines=1,
                 max_lines=3,
-                max_length=workspace.MAX_QUESTION_CHARS,
             )
             p.options = gr.Textbox(
                 label="Options (one per line; empty = an open question)",
@@ -198,7 +197,6 @@ def _analyze_view(p: Page, config: AppConfig) -> None:
             p.reference = gr.Textbox(
                 label="Reference answer (optional: the right letter, or YES / NO for SynthDec)",
                 max_lines=1,
-                max_length=3,
                 elem_id="reference",
             )
             _settings(p, config)
@@ -313,7 +311,6 @@ def _label_controls(p: Page) -> None:
         lines=1,
         max_lines=4,
         elem_id="comment",
-        max_length=workspace.MAX_COMMENT_CHARS,
         interactive=False,
     )
     p.label_status = gr.Markdown(elem_id="label-status")
@@ -332,14 +329,12 @@ def _alternatives_panel(p: Page, config: AppConfig) -> None:
         with gr.Row():
             p.prefer_alt_btn = gr.Button("Alternative is better", size="sm")
             p.prefer_orig_btn = gr.Button("Original is better", size="sm")
-        p.correction = gr.Textbox(
-            label="Or write a correction of this step", lines=2, max_length=workspace.MAX_CORRECTION_CHARS
-        )
+        p.correction = gr.Textbox(label="Or write a correction of this step", lines=2)
         p.correct_btn = gr.Button("Save correction (preferred over the original)", size="sm")
         with gr.Row():
             p.n_rollouts = gr.Slider(1, 12, value=6, step=1, label="Rollouts per candidate")
             p.rollout_reference = gr.Textbox(
-                label="Reference (empty: the trace's)", max_lines=1, max_length=3, elem_id="rollout-reference"
+                label="Reference (empty: the trace's)", max_lines=1, elem_id="rollout-reference"
             )
             p.rollouts_btn = gr.Button("Rollouts", interactive=not config.label_only)
 

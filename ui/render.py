@@ -541,8 +541,8 @@ def calibration_figure(stats: Mapping[str, Any]):
 
 # ---- tables (Gradio shows Dataframe cells as text) ---------------------------------------------
 
-QUEUE_HEADERS = ["trace", "question", "clip", "steps", "labeled by me", "annotators", "top score"]
-QUEUE_WIDTHS = ["16%", "38%", "16%", "7%", "9%", "7%", "7%"]
+QUEUE_HEADERS = ["trace", "question", "clip", "steps", "by me", "annotators", "top score"]
+QUEUE_WIDTHS = ["17%", "37%", "14%", "6%", "7%", "10%", "9%"]  # each header fits on one line at 1280 px
 QUEUE_CELL_CHARS = 90  # longer cells are cut on screen; a click on one shows it whole
 
 

@@ -368,7 +368,9 @@ class ModelHandlers(Handlers):
         annotator = self._maybe_annotator(request, profile, typed)
         trace_id = workspace.check_shown(workspace.shown_trace(desk), trace_id)
         k = int(step_index or 0)
-        result = self.studio.rollouts(trace_id, k, int(n), (reference or "").strip().upper() or None)
+        trace = self.studio.view(trace_id, None, True).trace
+        reference = workspace.check_reference(trace["prompt_kind"], trace["options"] or (), reference)
+        result = self.studio.rollouts(trace_id, k, int(n), reference)
         p = result["results"][0]["expected_correctness"]
         message = f"Step {k + 1}: p(correct) = {p:.2f} over {int(n)} rollouts"
         return self._alternatives_outputs(trace_id, annotator, k, message, rollouts=result)

@@ -65,18 +65,25 @@ def check_question(prompt_kind: str, question: str, options_text: str, reference
     for k, option in enumerate(options):
         if len(option) > MAX_OPTION_CHARS:
             raise AppError(f"option {LETTERS[k]} is longer than {MAX_OPTION_CHARS} characters; shorten it")
+    return question, options, check_reference(prompt_kind, options, reference)
+
+
+def check_reference(prompt_kind: str, options: Sequence[str], reference: str | None) -> str | None:
+    """The reference answer as the right/wrong badge and rollouts compare it: an option letter,
+    YES / NO for SynthDec, or None (none given)."""
     reference = (reference or "").strip().upper().rstrip(".")
-    if reference:
-        if prompt_kind == "synthdec":
-            if reference not in ("YES", "NO"):
-                raise AppError("the SynthDec reference answer is YES or NO")
-        elif options:
-            valid = LETTERS[: len(options)]
-            if len(reference) != 1 or reference not in valid:
-                raise AppError(f"the reference answer is one option letter: {', '.join(valid)}")
-        else:
-            raise AppError("a reference answer needs options (its letter) or the SynthDec prompt (YES / NO)")
-    return question, options, reference or None
+    if not reference:
+        return None
+    if prompt_kind == "synthdec":
+        if reference not in ("YES", "NO"):
+            raise AppError("the SynthDec reference answer is YES or NO")
+    elif options:
+        valid = LETTERS[: len(options)]
+        if len(reference) != 1 or reference not in valid:
+            raise AppError(f"the reference answer is one option letter: {', '.join(valid)}")
+    else:
+        raise AppError("a reference answer needs options (its letter) or the SynthDec prompt (YES / NO)")
+    return reference
 
 
 def check_comment(text: str | None) -> str:
