@@ -314,7 +314,8 @@ def _answer_pass(
 def run_reasoning(
     loaded, media, request: ReasoningRequest, clip: ClipInfo | None = None, encoded=None
 ) -> Trace:
-    """The whole Trace at once (for batch runs and the CLI)."""
+    """The whole Trace at once, unscored (benchmarks and tests; the app and the commands run
+    ``inference.reasoning.pipeline.analyze``)."""
     trace = None
     for event in stream_reasoning(loaded, media, request, clip=clip, encoded=encoded):
         if isinstance(event, DoneEvent):
