@@ -317,10 +317,12 @@ def relative_video_path(path: str, root: str | None) -> str:
     clip, base = Path(path), Path(root)
     if not clip.is_absolute():
         return path  # already relative (to a root the importer chose)
-    try:
-        return clip.relative_to(base).as_posix()
-    except ValueError:
-        return path
+    for clip_path, base_path in ((clip, base), (clip.resolve(), base.resolve())):  # symlinked folders too
+        try:
+            return clip_path.relative_to(base_path).as_posix()
+        except ValueError:
+            continue
+    return path
 
 
 def _video(trace: TraceData, options: ExportOptions) -> dict[str, Any]:

@@ -157,7 +157,6 @@ def _write_file(records: list[dict[str, Any]], format: str, suffix: str, out: Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
         if suffix == ".jsonl":
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -167,6 +166,7 @@ def _write_file(records: list[dict[str, Any]], format: str, suffix: str, out: Pa
 
             os.close(fd)
             pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema(format)), tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
