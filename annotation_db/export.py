@@ -27,6 +27,10 @@ Rules (the README repeats them):
   trace whose every step has verdict accept is preferred over a trace with a step whose verdict
   is reject. Agreement: the lowest over the accepted trace's steps and the rejected trace's
   first rejected step. They appear in ``pdpo`` (pair_type full_path) and ``trl-dpo``.
+- **trl-dpo** holds only completions that end an answer (TRL appends EOS to each): full-path
+  pairs and step pairs at a trace's last step. **step-dpo** holds step pairs whose earlier
+  steps are all accepted, with the bare question as prompt (``trl_dpo_records``,
+  ``step_dpo_records``).
 - **Stepwise** (``trl-stepwise``): per trace, the steps from the first up to and including the
   first rejected one (PRM800K phase 2), stopping before a step without a verdict; labels True
   for accept, False for reject. Plus, for every alternative at step k with a verdict whose
@@ -38,6 +42,7 @@ Rules (the README repeats them):
   with ``"<end_of_step>\\n"`` and ends without one, like the released training data
   (official_tiny/data/test_data.json). The prompt is the trace's exact ChatML prompt (ending in
   ``<|im_start|>assistant\\n``), so prompt + completion is the model's own text.
+- **video_path** is relative to ``ExportOptions.video_root`` for clips under it, else as stored.
 - Order: traces in import order, then step index, the original step before alternatives (by
   id); full-path pairs after step pairs.
 """

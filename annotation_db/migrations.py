@@ -22,6 +22,10 @@ Schema after the last migration (one row per ...):
 - ``preferences`` / ``preference_events``: an annotator's choice between an alternative and the
   original step (``chosen`` alternative|original), and its append-only history.
 
+Views (m006), for people who browse the file: ``labels_in_context`` and
+``preferences_in_context`` (each label / preference with clip, question, trace, step index and
+texts).
+
 ``clips``, ``traces``, ``steps`` and ``alternatives`` also have ``extra``: a JSON object with the
 Trace JSON fields that have no column (fields added to the Trace within its schema version), so
 that ``Store.get_trace`` gives back everything that was imported.
