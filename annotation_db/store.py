@@ -1139,7 +1139,7 @@ class Store:
         if not records:
             raise ExportEmptyError(
                 f"no labelled steps match the {format} export with these filters{export.EMPTY_HINTS[format]}; "
-                "label more steps or loosen --annotator / --min-agreement / --since (no file was written)"
+                "label more steps or loosen the annotator, min-agreement or since filters (no file was written)"
             )
         path = export.write(records, format, Path(out))
         return {
