@@ -1,8 +1,9 @@
 """Labels out as training data: pDPO pairs, TRL DPO, TRL stepwise supervision, Step-DPO.
 
 ``collect`` reads everything an export needs with a handful of set-based queries (one read
-transaction); the record builders below are pure functions of that data; ``write`` stores the
-records as JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
+transaction); the record builders below are pure functions of that data; ``write``
+(``annotation_db.export_files``, with the column types of every format) stores the records as
+JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
 
 Rules (the README repeats them):
 
