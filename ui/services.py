@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotation_db import FORMATS, ExportWriteError, Store, StoreConfig
+from annotation_db import FORMATS, ExportEmptyError, ExportWriteError, Store, StoreConfig
 from annotation_db.export import export_write_error
 from inference.errors import UserError
 from inference.reasoning.pipeline import AnalysisSettings, AnswerDecoded, Finished, Phase, StepDecoded
@@ -576,6 +576,9 @@ class Studio:
         except ExportWriteError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise AppError(f"{exc} {where}") from None
+        except ExportEmptyError:  # nothing to write: no file and no folder are left behind
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------------ alternatives, rollouts
 
