@@ -40,8 +40,8 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from annotation_db import VERDICTS, Store
+from testkit.app_process import REPO
 from tests.app.conftest import base_config, make_trace
-from tests.hardening.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
