@@ -54,9 +54,13 @@ def test_the_check_sees_imports_at_any_depth(tmp_path):
         "import json\n\ndef main():\n    from tests.hardening.conftest import AppProcess\n"
     )
     (tmp_path / "tests" / "hardening").mkdir(parents=True)
-    (tmp_path / "tests" / "hardening" / "test_load.py").write_text("import bench.load\nfrom testkit import load\n")
+    (tmp_path / "tests" / "hardening" / "test_load.py").write_text(
+        "import bench.load\nfrom testkit import load\n"
+    )
     (tmp_path / "inference").mkdir()
-    (tmp_path / "inference" / "run.py").write_text("from .model import x\nfrom testkit.bad_inputs import INPUTS\n")
+    (tmp_path / "inference" / "run.py").write_text(
+        "from .model import x\nfrom testkit.bad_inputs import INPUTS\n"
+    )
     assert import_violations(tmp_path) == [
         "bench/load.py:4 imports tests",
         "tests/hardening/test_load.py:1 imports bench",
