@@ -10,6 +10,7 @@ imports ``inference``, torch or gradio.
 from annotation_db.errors import (
     DatabaseOpenError,
     DatabaseTooNewError,
+    ExportEmptyError,
     ExportFormatError,
     ExportWriteError,
     ImportFormatError,
@@ -41,6 +42,7 @@ __all__ = [
     "VERDICTS",
     "DatabaseOpenError",
     "DatabaseTooNewError",
+    "ExportEmptyError",
     "ExportFormatError",
     "ExportOptions",
     "ExportWriteError",

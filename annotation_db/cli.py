@@ -30,8 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("migrate", help="create or migrate the database and list its migrations")
 
-    p = sub.add_parser("import", help="import Trace JSONL (idempotent, all or nothing)")
-    p.add_argument("file", help="a .jsonl file with one Trace JSON per line")
+    p = sub.add_parser("import", help="import Trace JSON (idempotent, all or nothing)")
+    p.add_argument(
+        "file",
+        help="a .jsonl file (one Trace JSON per line), one Trace JSON file (as `python -m inference run "
+        "--out` writes it), or a folder of them (a batch --out folder: its traces.jsonl)",
+    )
 
     p = sub.add_parser("import-published", help="import published reasoning from a clips manifest.jsonl")
     p.add_argument("manifest", help="e.g. ../shared/clips/manifest.jsonl (clip files next to it)")
@@ -45,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--since", help="only records labeled at or after this ISO date/time (UTC)")
     p.add_argument("--mu", type=float, default=DEFAULT_MU, help="soft-label temperature (pdpo)")
+    p.add_argument(
+        "--video-root",
+        help="write video_path relative to this folder for the clips under it (default: the database's "
+        "folder); pass the same folder to the trainer's --video-root",
+    )
 
     p = sub.add_parser("stats", help="counts, effort, agreement and calibration")
     p.add_argument("--json", action="store_true", help="print the full statistics as JSON")
@@ -104,8 +113,12 @@ def run(args: argparse.Namespace) -> int:
                 min_agreement=args.min_agreement,
                 since=args.since,
                 mu=args.mu,
+                video_root=args.video_root,
             )
-            print(f"wrote {result['records']} {result['format']} records to {result['path']}")
+            print(
+                f"wrote {result['records']} {result['format']} records to {result['path']} "
+                f"(video_path relative to {result['video_root']})"
+            )
         elif args.command == "stats":
             stats = store.stats()
             _print_json(stats) if args.json else print(format_stats(stats))

@@ -90,3 +90,7 @@ class StoreReadOnlyError(StoreIOError):
 
 class ExportWriteError(StoreError):
     """An export file cannot be written: its disk is full, or its folder is read-only."""
+
+
+class ExportEmptyError(StoreError):
+    """An export would write no records (no file is written)."""

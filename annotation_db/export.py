@@ -1,8 +1,9 @@
 """Labels out as training data: pDPO pairs, TRL DPO, TRL stepwise supervision, Step-DPO.
 
 ``collect`` reads everything an export needs with a handful of set-based queries (one read
-transaction); the record builders below are pure functions of that data; ``write`` stores the
-records as JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
+transaction); the record builders below are pure functions of that data; ``write``
+(``annotation_db.export_files``, with the column types of every format) stores the records as
+JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
 
 Rules (the README repeats them):
 
@@ -27,6 +28,10 @@ Rules (the README repeats them):
   trace whose every step has verdict accept is preferred over a trace with a step whose verdict
   is reject. Agreement: the lowest over the accepted trace's steps and the rejected trace's
   first rejected step. They appear in ``pdpo`` (pair_type full_path) and ``trl-dpo``.
+- **trl-dpo** holds only completions that end an answer (TRL appends EOS to each): full-path
+  pairs and step pairs at a trace's last step. **step-dpo** holds step pairs whose earlier
+  steps are all accepted, with the bare question as prompt (``trl_dpo_records``,
+  ``step_dpo_records``).
 - **Stepwise** (``trl-stepwise``): per trace, the steps from the first up to and including the
   first rejected one (PRM800K phase 2), stopping before a step without a verdict; labels True
   for accept, False for reject. Plus, for every alternative at step k with a verdict whose
@@ -38,17 +43,15 @@ Rules (the README repeats them):
   with ``"<end_of_step>\\n"`` and ends without one, like the released training data
   (official_tiny/data/test_data.json). The prompt is the trace's exact ChatML prompt (ending in
   ``<|im_start|>assistant\\n``), so prompt + completion is the model's own text.
+- **video_path** is relative to ``ExportOptions.video_root`` for clips under it, else as stored.
 - Order: traces in import order, then step index, the original step before alternatives (by
   id); full-path pairs after step pairs.
 """
 
 from __future__ import annotations
 
-import errno
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,11 +59,19 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
-from annotation_db.errors import ExportFormatError, ExportWriteError
-from annotation_db.tracejson import STEP_DELIMITER, render_steps
+from annotation_db.export_files import (  # noqa: F401  (the export API, as before)
+    COLUMNS,
+    FORMATS,
+    SUFFIXES,
+    check_format,
+    check_out,
+    datasets_features,
+    export_write_error,
+    parquet_schema,
+    write,
+)
+from annotation_db.tracejson import STEP_DELIMITER, STEP_SUFFIX, render_steps
 
-FORMATS = ("pdpo", "trl-dpo", "trl-stepwise", "step-dpo")
-SUFFIXES = (".jsonl", ".parquet")
 DEFAULT_MU = 0.2  # soft-label temperature, = inference.reasoning.alternatives.DEFAULT_MU; see the module doc
 
 
@@ -72,6 +83,8 @@ class ExportOptions:
     min_agreement: float = 0.0  # 0: every majority verdict counts
     since: str | None = None  # store timestamp text (see store.parse_since); None: all records
     mu: float = DEFAULT_MU
+    # video_path is written relative to this folder for clips under it (None: as stored)
+    video_root: str | None = None
 
 
 # ---------------------------------------------------------------------- data read from the store
@@ -117,6 +130,7 @@ class TraceData:
     options: list[str] | None
     prompt: str
     reference_answer: str | None
+    prompt_kind: str
     steps: list[StepData] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # the original step texts, in order
 
@@ -158,7 +172,8 @@ def collect(db: Database, options: ExportOptions) -> list[TraceData]:
         args,
     ).fetchall()
     traces = db.execute(
-        f"""SELECT t.id, t.clip_sha256, c.path, t.question, t.options, t.prompt, t.reference_answer
+        f"""SELECT t.id, t.clip_sha256, c.path, t.question, t.options, t.prompt, t.reference_answer,
+                   t.prompt_kind
             FROM traces t JOIN clips c ON c.sha256 = t.clip_sha256
             WHERE t.id IN ({trace_ids}) ORDER BY t.seq""",
         args * 2,
@@ -182,7 +197,7 @@ def collect(db: Database, options: ExportOptions) -> list[TraceData]:
         for r in pref_votes
     }
     by_id = {
-        r[0]: TraceData(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]), r[5], r[6])
+        r[0]: TraceData(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]), r[5], r[6], r[7])
         for r in traces
     }
     step_by_id: dict[int, StepData] = {}
@@ -301,8 +316,26 @@ def render_path(texts: list[str]) -> str:
 # ---------------------------------------------------------------------- records (pure)
 
 
-def _video(trace: TraceData) -> dict[str, Any]:
-    return {"video_path": trace.video_path, "video_sha256": trace.clip_sha256}
+def relative_video_path(path: str, root: str | None) -> str:
+    """``path`` relative to ``root`` (POSIX separators) when the clip lies under it, else as stored."""
+    if not root or not path:
+        return path
+    clip, base = Path(path), Path(root)
+    if not clip.is_absolute():
+        return path  # already relative (to a root the importer chose)
+    for clip_path, base_path in ((clip, base), (clip.resolve(), base.resolve())):  # symlinked folders too
+        try:
+            return clip_path.relative_to(base_path).as_posix()
+        except ValueError:
+            continue
+    return path
+
+
+def _video(trace: TraceData, options: ExportOptions) -> dict[str, Any]:
+    return {
+        "video_path": relative_video_path(trace.video_path, options.video_root),
+        "video_sha256": trace.clip_sha256,
+    }
 
 
 def _texts(trace: TraceData, start: int = 0, stop: int | None = None) -> list[str]:
@@ -323,7 +356,7 @@ def pdpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[s
         records.append(
             {
                 "pair_type": "step" if step else "full_path",
-                **_video(trace),
+                **_video(trace, options),
                 "question": trace.question,
                 "options": trace.options,
                 "prompt": trace.prompt,
@@ -353,16 +386,25 @@ def pdpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[s
 
 
 def trl_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
-    """TRL DPO, standard (not conversational): prompt, chosen, rejected (+ video columns)."""
+    """TRL DPO, standard (not conversational): prompt, chosen, rejected (+ video columns).
+
+    TRL's DPOTrainer appends the tokenizer's EOS (``<|im_end|>``) to every chosen and rejected
+    text that does not already end with it, with no setting to stop it. So a completion here
+    always ends an answer: full-path pairs, and step pairs at a trace's last step (the step
+    ends the path, so it is written as a path ends: without ``<end_of_step>\n``). A step pair
+    at an earlier step would be trained as "step, then end the answer": it is left out (the
+    ``pdpo`` and ``step-dpo`` formats carry it)."""
     records = []
     for pair in _keep([p for t in traces for p in step_pairs(t)], options):
         trace = pair.trace
+        if pair.step_index != len(trace.steps) - 1:
+            continue
         records.append(
             {
                 "prompt": trace.prompt + render_steps(_texts(trace, 0, pair.step_index)),
-                "chosen": render_steps([pair.chosen.text]),
-                "rejected": render_steps([pair.rejected.text]),
-                **_video(trace),
+                "chosen": pair.chosen.text,
+                "rejected": pair.rejected.text,
+                **_video(trace, options),
             }
         )
     for pair in _keep(full_path_pairs(traces), options):
@@ -371,40 +413,57 @@ def trl_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dic
                 "prompt": pair.trace.prompt,
                 "chosen": render_path(_texts(pair.chosen)),
                 "rejected": render_path(_texts(pair.rejected)),
-                **_video(pair.trace),
+                **_video(pair.trace, options),
             }
         )
     return records
 
 
+def bare_question(trace: TraceData) -> str:
+    """The question as a person reads it: its text, and the options line where it has options
+    (``Choose from: A. x B. y``, as in the model's prompt), without chat markup or instruction."""
+    if not trace.options:
+        return trace.question
+    letters = " ".join(f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(trace.options))
+    return f"{trace.question}\nChoose from: {letters}"
+
+
 def step_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
-    """Step-DPO: prompt, initial_reason_steps, chosen, rejected, full_chosen, full_rejected,
-    answer (+ video columns). ``full_*`` is the candidate and the rest of its path where that
-    path is known (the original step), else null; ``answer`` is the reference answer."""
+    """Step-DPO (dvlab-research/Step-DPO ``train.py``): ``dataset``, ``prompt`` (the bare
+    question: its training script wraps it in its own chat template), ``initial_reason_steps``
+    (the steps before the pair's step, every one accepted), ``chosen`` / ``rejected`` (one
+    step), ``full_chosen`` / ``full_rejected`` (the candidate and the rest of its path where
+    the path is known: an original step; null for an alternative), ``answer`` (the reference).
+    A pair whose earlier steps are not all accepted (one rejected, or without a verdict) is
+    left out: Step-DPO learns the first wrong step after a correct prefix."""
     records = []
     for pair in _keep([p for t in traces for p in step_pairs(t)], options):
         trace, k = pair.trace, pair.step_index
+        if any(_verdict(step.original) != "accept" for step in trace.steps[:k]):
+            continue
 
         def full(candidate: Candidate, trace=trace, k=k) -> str | None:
             return render_path(_texts(trace, k)) if candidate.alternative_id is None else None
 
         records.append(
             {
-                "prompt": trace.prompt,
+                "dataset": trace.prompt_kind,
+                "prompt": bare_question(trace),
                 "initial_reason_steps": render_steps(_texts(trace, 0, k)),
                 "chosen": render_steps([pair.chosen.text]),
                 "rejected": render_steps([pair.rejected.text]),
                 "full_chosen": full(pair.chosen),
                 "full_rejected": full(pair.rejected),
                 "answer": trace.reference_answer,
-                **_video(trace),
+                **_video(trace, options),
             }
         )
     return records
 
 
 def trl_stepwise_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
-    """TRL stepwise supervision: prompt, completions (step texts), labels (bools) (+ video)."""
+    """TRL stepwise supervision: prompt, completions (step texts), labels (bools),
+    step_separator (what joins the steps in the model's text) (+ video)."""
     records = []
     for trace in traces:
         completions: list[str] = []
@@ -436,7 +495,13 @@ def trl_stepwise_records(traces: list[TraceData], options: ExportOptions) -> lis
         for texts, flags, stamps in items:
             if options.since is None or max(stamps) >= options.since:
                 records.append(
-                    {"prompt": trace.prompt, "completions": texts, "labels": flags, **_video(trace)}
+                    {
+                        "prompt": trace.prompt,
+                        "completions": texts,
+                        "labels": flags,
+                        "step_separator": STEP_SUFFIX,
+                        **_video(trace, options),
+                    }
                 )
     return records
 
@@ -448,117 +513,11 @@ RECORD_BUILDERS: dict[str, Callable[[list[TraceData], ExportOptions], list[dict[
     "step-dpo": step_dpo_records,
 }
 
-
-def parquet_schema(format: str) -> Any:
-    """The explicit Parquet schema of ``format``: a column that is null in every record still
-    gets its real type. (pyarrow is imported here, not at module import: the UI imports the
-    store and should not pay for it.)"""
-    import pyarrow as pa
-
-    text, integer, real, texts = pa.string(), pa.int64(), pa.float64(), pa.list_(pa.string())
-    video = [("video_path", text), ("video_sha256", text)]
-    fields = {
-        "pdpo": [
-            ("pair_type", text),
-            *video,
-            ("question", text),
-            ("options", texts),
-            ("prompt", text),
-            ("step_index", integer),
-            ("prefix_steps", texts),
-            ("chosen_steps", texts),
-            ("rejected_steps", texts),
-            ("chosen_trace_id", text),
-            ("rejected_trace_id", text),
-            ("chosen_source", text),
-            ("rejected_source", text),
-            ("chosen_alternative_id", integer),
-            ("rejected_alternative_id", integer),
-            ("chosen_score", real),
-            ("rejected_score", real),
-            ("chosen_expected_correctness", real),
-            ("rejected_expected_correctness", real),
-            ("soft_label", real),
-            ("provenance", texts),
-            ("annotators", texts),
-            ("n_annotators", integer),
-            ("agreement", real),
-            ("labeled_at", text),
-        ],
-        "trl-dpo": [("prompt", text), ("chosen", text), ("rejected", text), *video],
-        "trl-stepwise": [("prompt", text), ("completions", texts), ("labels", pa.list_(pa.bool_())), *video],
-        "step-dpo": [
-            ("prompt", text),
-            ("initial_reason_steps", text),
-            ("chosen", text),
-            ("rejected", text),
-            ("full_chosen", text),
-            ("full_rejected", text),
-            ("answer", text),
-            *video,
-        ],
-    }
-    return pa.schema(fields[format])
-
-
-# ---------------------------------------------------------------------- files
-
-
-def check_format(format: str) -> None:
-    if format not in FORMATS:
-        raise ExportFormatError(f"export format must be one of {', '.join(FORMATS)}, not {format!r}")
-
-
-def check_out(out: Path) -> str:
-    suffix = out.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise ExportFormatError(f"the output file must end in .jsonl or .parquet, not {out.name!r}")
-    return suffix
-
-
-def write(records: list[dict[str, Any]], format: str, out: Path) -> Path:
-    """Write ``records`` to ``out`` (.jsonl or .parquet) via a temp file, so a crash never
-    leaves half a file under the final name. ExportWriteError when the folder's disk is full
-    or the folder cannot be written (nothing is left behind then)."""
-    check_format(format)
-    suffix = check_out(out)
-    try:
-        _write_file(records, format, suffix, out)
-    except OSError as exc:  # pyarrow's write errors are OSErrors too, errno included
-        raise export_write_error(out, exc) from exc
-    return out
-
-
-def export_write_error(out: Path, exc: OSError) -> ExportWriteError:
-    """The one-line error for an export file that could not be written."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(exc):
-        return ExportWriteError(
-            f"the disk holding {out.parent} is full, so no export was written; free some space there "
-            "or export to another folder"
-        )
-    why = exc.strerror or str(exc)
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # mkdir or open under a path that is a file
-        why = "a file stands where its folder should be"
-    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        return ExportWriteError(f"cannot write to {out.parent} ({why}); export to a folder you can write to")
-    return ExportWriteError(f"cannot write {out} ({why}); export to another folder")
-
-
-def _write_file(records: list[dict[str, Any]], format: str, suffix: str, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        if suffix == ".jsonl":
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            os.close(fd)
-            pq.write_table(pa.Table.from_pylist(records, schema=parquet_schema(format)), tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# Why an export can be empty although steps are labelled (the ExportEmptyError message).
+EMPTY_HINTS = {
+    "pdpo": "",
+    "trl-dpo": " (trl-dpo holds full-path pairs and pairs at a trace's last step only, because TRL "
+    "appends <|im_end|> to every completion; export pdpo or step-dpo for the other step pairs)",
+    "trl-stepwise": "",
+    "step-dpo": " (step-dpo holds step pairs whose earlier steps are all accepted)",
+}

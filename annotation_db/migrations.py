@@ -22,12 +22,18 @@ Schema after the last migration (one row per ...):
 - ``preferences`` / ``preference_events``: an annotator's choice between an alternative and the
   original step (``chosen`` alternative|original), and its append-only history.
 
+Views (m006), for people who browse the file: ``labels_in_context`` and
+``preferences_in_context`` (each label / preference with clip, question, trace, step index and
+texts).
+
 ``clips``, ``traces``, ``steps`` and ``alternatives`` also have ``extra``: a JSON object with the
 Trace JSON fields that have no column (fields added to the Trace within its schema version), so
 that ``Store.get_trace`` gives back everything that was imported.
 """
 
 from __future__ import annotations
+
+import json
 
 from sqlite_utils import Database, Migrations
 
@@ -222,3 +228,71 @@ def m004_extra_fields(db: Database) -> None:
     e.g. ``kl_tokens`` on steps), as a JSON object per row, so a round trip loses nothing."""
     for table in ("clips", "traces", "steps", "alternatives"):
         db[table].add_column("extra", str, not_null_default="{}")
+
+
+@migrations()
+def m005_one_synthdec_question(db: Database) -> None:
+    """Every ``synthdec`` trace carries the fixed SynthDec question (``tracejson.SYNTHDEC_QUESTION``):
+    before, the app and ``run`` stored "", ``import-published`` the manifest's text, so full-path
+    pairs between them were missed. The identity hash is recomputed with the new question, so
+    importing the same file again still finds the trace stored."""
+    from annotation_db.tracejson import SYNTHDEC_QUESTION, identity_hash
+
+    rows = db.execute(
+        "SELECT id, clip_sha256, options, prompt FROM traces WHERE prompt_kind = 'synthdec' AND question != ?",
+        [SYNTHDEC_QUESTION],
+    ).fetchall()
+    for trace_id, clip_sha256, options, prompt in rows:
+        steps = db.execute("SELECT text FROM steps WHERE trace_id = ? ORDER BY idx", [trace_id]).fetchall()
+        # Imported alternatives have no creator; add_alternative always records one.
+        alternatives = db.execute(
+            """SELECT s.idx, a.text FROM alternatives a JOIN steps s ON s.id = a.step_id
+               WHERE s.trace_id = ? AND a.created_by IS NULL ORDER BY a.id""",
+            [trace_id],
+        ).fetchall()
+        identity = identity_hash(
+            {
+                "clip": {"sha256": clip_sha256},
+                "question": SYNTHDEC_QUESTION,
+                "options": None if options is None else json.loads(options),
+                "prompt": prompt,
+                "steps": [{"text": text} for (text,) in steps],
+                "alternatives": [{"step_index": idx, "text": text} for idx, text in alternatives],
+            }
+        )
+        db.execute(
+            "UPDATE traces SET question = ?, identity_sha256 = ? WHERE id = ?",
+            [SYNTHDEC_QUESTION, identity, trace_id],
+        )
+
+
+@migrations()
+def m006_readable_views(db: Database) -> None:
+    """Views for people who browse the file (datasette, sqlite3): each current label and each
+    preference with its clip, question, trace, step index (0-based, as stored) and texts."""
+    _run(
+        db,
+        [
+            """CREATE VIEW labels_in_context AS
+               SELECT l.id AS label_id, c.name AS clip, c.sha256 AS clip_sha256, t.question,
+                      t.id AS trace_id, s.idx AS step_index, s.text AS step_text,
+                      l.item_kind, l.alternative_id, a.text AS alternative_text,
+                      l.annotator, l.verdict, l.error_type, l.comment, l.time_spent_s,
+                      l.created_at, l.updated_at
+               FROM labels l
+               JOIN steps s ON s.id = l.step_id
+               JOIN traces t ON t.id = s.trace_id
+               JOIN clips c ON c.sha256 = t.clip_sha256
+               LEFT JOIN alternatives a ON a.id = l.alternative_id""",
+            """CREATE VIEW preferences_in_context AS
+               SELECT p.id AS preference_id, c.name AS clip, c.sha256 AS clip_sha256, t.question,
+                      t.id AS trace_id, s.idx AS step_index, s.text AS step_text,
+                      p.alternative_id, a.text AS alternative_text, p.annotator, p.chosen,
+                      p.created_at, p.updated_at
+               FROM preferences p
+               JOIN steps s ON s.id = p.step_id
+               JOIN traces t ON t.id = s.trace_id
+               JOIN clips c ON c.sha256 = t.clip_sha256
+               JOIN alternatives a ON a.id = p.alternative_id""",
+        ],
+    )

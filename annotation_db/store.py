@@ -63,6 +63,7 @@ except ImportError:  # not POSIX: writers rely on SQLite's busy timeout alone
 from annotation_db.errors import (
     DatabaseOpenError,
     DatabaseTooNewError,
+    ExportEmptyError,
     ExportFormatError,
     ImportFormatError,
     InvalidAlternativeError,
@@ -81,7 +82,14 @@ from annotation_db.errors import (
     UnknownTraceError,
 )
 from annotation_db.migrations import ERROR_TYPES, VERDICTS, migrations
-from annotation_db.tracejson import TraceFieldError, check_trace, identity_hash, published_trace
+from annotation_db.trace_files import read_traces
+from annotation_db.tracejson import (
+    TraceFieldError,
+    check_trace,
+    identity_hash,
+    normalise_trace,
+    published_trace,
+)
 
 CHOICES = ("alternative", "original")  # what record_preference can prefer
 QUEUE_ORDERS = ("max_score", "oldest", "newest", "fewest_annotators")
@@ -495,16 +503,16 @@ class Store:
     # ------------------------------------------------------------------ import
 
     def import_traces(self, path: str | Path) -> dict[str, int]:
-        """Import a JSONL file of Trace JSON (one trace per line, blank lines ignored).
+        """Import Trace JSON: a JSONL file (one trace per line, blank lines ignored), one
+        Trace JSON document (pretty-printed or not) or a folder of them (see
+        ``annotation_db.trace_files``).
 
         All or nothing: a malformed line raises ImportFormatError naming the line and nothing
         is imported. Idempotent: a trace whose id is stored with the same content (clip,
         question, prompt, step and alternative texts) is skipped; with other content it raises
         TraceConflictError. Returns ``{"added": n, "skipped": n}``.
         """
-        path = Path(path)
-        items = [(where, _parse_json(where, line)) for where, line in _lines(path)]
-        return self.add_traces(items)
+        return self.add_traces(read_traces(path))
 
     def add_traces(self, traces: Iterable[dict[str, Any] | tuple[str, dict[str, Any]]]) -> dict[str, int]:
         """Store Trace dicts (e.g. a live run's ``Trace.to_dict()``) in one transaction; same
@@ -516,7 +524,7 @@ class Store:
                 check_trace(data)
             except TraceFieldError as exc:
                 raise ImportFormatError(f"{where}: {exc} (nothing was imported)") from None
-            items.append((where, data))
+            items.append((where, normalise_trace(data)))
         return self._insert_traces(items)
 
     def add_trace(self, trace: dict[str, Any]) -> dict[str, int]:
@@ -1106,9 +1114,12 @@ class Store:
         min_agreement: float = 0.0,
         since: str | datetime | None = None,
         mu: float | None = None,
+        video_root: str | Path | None = None,
     ) -> dict[str, Any]:
         """Write the labels as training data; see ``annotation_db.export`` for the formats and
-        rules. ``out`` ends in .jsonl or .parquet. Returns {"format", "path", "records"}."""
+        rules. ``out`` ends in .jsonl or .parquet. ``video_path`` is written relative to
+        ``video_root`` (default: the database's folder) for the clips under it. Returns
+        {"format", "path", "records", "video_root"}; ExportEmptyError (no file) for 0 records."""
         from annotation_db import export
 
         if not 0.0 <= min_agreement <= 1.0:
@@ -1120,12 +1131,23 @@ class Store:
             min_agreement=min_agreement,
             since=parse_since(since),
             mu=export.DEFAULT_MU if mu is None else mu,
+            video_root=str(Path(video_root or self.path.parent).resolve()),
         )
         export.check_format(format)
         export.check_out(Path(out))
         records = self.export_records(format, filters)
+        if not records:
+            raise ExportEmptyError(
+                f"no labelled steps match the {format} export with these filters{export.EMPTY_HINTS[format]}; "
+                "label more steps or loosen the annotator, min-agreement or since filters (no file was written)"
+            )
         path = export.write(records, format, Path(out))
-        return {"format": format, "path": str(path), "records": len(records)}
+        return {
+            "format": format,
+            "path": str(path),
+            "records": len(records),
+            "video_root": filters.video_root,
+        }
 
     def export_records(self, format: str, filters: Any = None) -> list[dict[str, Any]]:
         """The records ``export`` would write, as dicts (``filters``: export.ExportOptions)."""

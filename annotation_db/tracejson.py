@@ -129,6 +129,16 @@ def check_trace(data: Any) -> None:
         _check_optional_number(alt.get("expected_correctness"), f"alternative {j} expected_correctness")
 
 
+def normalise_trace(data: dict[str, Any]) -> dict[str, Any]:
+    """The trace as the store keeps it: a ``synthdec`` trace carries the fixed SynthDec question
+    (whatever its entry point stored: ``""`` from ``run`` without ``--question`` and from the
+    app, the manifest's text from ``import-published``), so traces of one clip and prompt have
+    one question and pair with each other. Returns ``data`` itself when nothing changes."""
+    if data.get("prompt_kind") == "synthdec" and data["question"] != SYNTHDEC_QUESTION:
+        return {**data, "question": SYNTHDEC_QUESTION}
+    return data
+
+
 def identity_hash(data: dict[str, Any]) -> str:
     """sha256 of what makes a trace the same trace: clip, question, options, prompt, the step
     texts and the alternative texts. Scores, timings and created_at are left out, so importing
@@ -203,7 +213,11 @@ def published_trace(entry: Any, manifest_dir: Path, now: str) -> dict[str, Any] 
         raise TraceFieldError(f"clip file {name!r} not found next to the manifest ({path})")
     sha = file_sha256(path)
     kind, prompt = prompt_text(question, options)
+    # The id keeps hashing the manifest's text, so a trace imported before the question was
+    # normalised keeps its id.
     ident = json.dumps([sha, question, options, steps], ensure_ascii=False)
+    if kind == "synthdec":
+        question = SYNTHDEC_QUESTION
     found = _ANSWER.findall(steps[-1])
     return {
         "schema_version": TRACE_SCHEMA_VERSION,

@@ -31,7 +31,6 @@ import os
 import platform
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,34 +43,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from testkit.app_api import QueueClient, analyze_args  # noqa: E402
+from testkit.app_process import free_port  # noqa: E402
+from testkit.load import OPTIONS, QUESTION, summary  # noqa: E402
+
 CHROMIUM = Path("/usr/bin/chromium")
-QUESTION = "Which way does the red ball move, and how does the sound change?"
-OPTIONS = "Left to right, while the tone rises in pitch\nRight to left, while the tone rises in pitch"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def summary(ms: list[float]) -> dict:
-    return {
-        "n": len(ms),
-        "p50_ms": round(percentile(ms, 0.5), 1),
-        "p95_ms": round(percentile(ms, 0.95), 1),
-        "p99_ms": round(percentile(ms, 0.99), 1),
-        "max_ms": round(max(ms), 1) if ms else None,
-    }
 
 
 def label_trace(n_steps: int) -> dict:
@@ -151,11 +127,14 @@ def client(url: str):
     return Client(url, verbose=False)
 
 
-def analyze_args(clip: str, max_new_tokens: int = 512, perturbations=("noise",)):
+def page_analyze_args(clip: str, perturbations=("noise",)):
+    """The example clip with its question, as the page sends it: 512 new tokens, attention on."""
     from gradio_client import handle_file
 
-    return (handle_file(clip), QUESTION, OPTIONS, "A", "reasoning", max_new_tokens, False, 1.0, 0.9, 0, 3,
-            list(perturbations), True, False)  # fmt: skip
+    return analyze_args(
+        handle_file(clip), QUESTION, OPTIONS, "A", max_new_tokens=512, top_t=3,
+        perturbations=list(perturbations), attention=True,
+    )  # fmt: skip
 
 
 STREAM = 11  # /analyze's output holding the Analyze tab's stream of steps
@@ -165,7 +144,7 @@ def first_step_via_client(url: str, clip: str) -> dict:
     """Seconds from submitting Analyze to the first update holding a step, and to the end."""
     c = client(url)
     started = time.perf_counter()
-    job = c.submit(*analyze_args(clip), api_name="/analyze")
+    job = c.submit(*page_analyze_args(clip), api_name="/analyze")
     first = None
     for update in job:
         if first is None and '<div class="step">' in update[STREAM]:
@@ -201,52 +180,6 @@ def first_step_in_browser(url: str, clip: str, repeats: int) -> list[float]:
             page.close()
         browser.close()
     return out
-
-
-class QueueClient:
-    """One browser tab's way of sending an event: POST ``queue/join``, then read the session's
-    server-sent events until the event completes (what the page's JavaScript does). Lighter
-    than gradio_client, which opens a new connection and stream for every call and adds
-    70-150 ms of its own on this machine."""
-
-    def __init__(self, url: str) -> None:
-        import uuid
-
-        import httpx
-
-        self.http = httpx.Client(base_url=url.rstrip("/") + "/gradio_api/", timeout=120)
-        config = httpx.get(url.rstrip("/") + "/config", timeout=30).json()
-        self.fn_index = {d["api_name"]: d["id"] for d in config["dependencies"] if d.get("api_name")}
-        self.session = uuid.uuid4().hex
-
-    def call(self, api_name: str, data: list):
-        joined = self.http.post(
-            "queue/join",
-            json={
-                "data": data,
-                "fn_index": self.fn_index[api_name],
-                "session_hash": self.session,
-                "event_data": None,
-                "trigger_id": None,
-            },
-        )
-        joined.raise_for_status()
-        event_id = joined.json()["event_id"]
-        with self.http.stream(
-            "GET", "queue/data", params={"session_hash": self.session}, timeout=None
-        ) as stream:
-            for line in stream.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("event_id") == event_id and message["msg"] == "process_completed":
-                    if not message.get("success", True):
-                        raise RuntimeError(f"{api_name} failed: {message.get('output')}")
-                    return message["output"]["data"]
-        raise RuntimeError(f"{api_name}: the stream ended before the event completed")
-
-    def close(self) -> None:
-        self.http.close()
 
 
 def label_load(
@@ -313,7 +246,7 @@ def analyses_in_background(url: str, clip: str, stop: threading.Event, busy: thr
     while not stop.is_set():
         busy.set()
         t0 = time.perf_counter()
-        c.predict(*analyze_args(clip, perturbations=("noise", "mute", "shuffle")), api_name="/analyze")
+        c.predict(*page_analyze_args(clip, perturbations=("noise", "mute", "shuffle")), api_name="/analyze")
         log.append(round(time.perf_counter() - t0, 2))
     busy.clear()
 

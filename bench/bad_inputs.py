@@ -1,4 +1,4 @@
-"""The bad-input suite as a table: every input of tests/hardening/bad_inputs.py through the CLI
+"""The bad-input suite as a table: every input of testkit/bad_inputs.py through the CLI
 (``probe`` and ``run`` with the tiny model) and through the app, with each process's peak memory.
 
     .venv/bin/python bench/bad_inputs.py            # the table in bench/RESULTS.md
@@ -29,16 +29,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.hardening.bad_inputs import (  # noqa: E402
-    INPUTS,
-    InputSet,
-    Outcome,
-    app_outcome,
-    cli_args,
-    cli_outcome,
-    reset_peak_rss,
-    run_cli,
-)
+from testkit.app_process import AppProcess, reset_peak_rss  # noqa: E402
+from testkit.bad_inputs import INPUTS, InputSet  # noqa: E402
+from testkit.outcomes import Outcome, app_outcome, cli_args, cli_outcome, run_cli  # noqa: E402
 
 
 def mark(*outcomes: Outcome) -> str:
@@ -87,7 +80,6 @@ def run_cli_all(inputs: InputSet, checkpoint: Path, cwd: Path) -> dict[str, dict
 
 def run_app_all(inputs: InputSet, checkpoint: Path, scratch: Path) -> tuple[dict[str, Outcome], dict]:
     from annotation_db import Store
-    from tests.hardening.conftest import AppProcess
 
     db = scratch / "bad_inputs.db"
     flags = ["--db", str(db), "--torch-threads", "1", "--checkpoint", str(checkpoint), "--device", "cpu"]

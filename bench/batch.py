@@ -30,6 +30,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from testkit.app_process import free_port  # noqa: E402
+
 CONFIG = REPO / "examples" / "accelerate" / "one_node_multi_gpu.yaml"
 
 
@@ -52,14 +55,6 @@ def make_manifest(folder: Path, n: int) -> Path:
     path = folder / "manifest.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def run_once(

@@ -25,9 +25,20 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from inference.options import ModelOptions
 from training.config import PAIR_TYPES, LoraSettings, PDPOConfig
 
 FORMAT_VERSION = 1  # of training_config.json
+# Training starts from the base checkpoint (no --adapter: it makes the adapter).
+TRAINING_MODEL_FLAGS = (
+    "checkpoint",
+    "revision",
+    "quantization",
+    "device",
+    "vision_source",
+    "whisper_source",
+    "qformer_source",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,13 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", required=True, help="pdpo export (.jsonl or .parquet) to train on")
     parser.add_argument("--out", required=True, help="folder for the adapter, settings and log")
     parser.add_argument("--eval-pairs", help="held-out pdpo export: preference accuracy before and after")
-    parser.add_argument(
-        "--checkpoint",
-        help="released-layout checkpoint folder or hub id (default: as python -m inference run)",
-    )
-    parser.add_argument("--revision", help="hub revision")
-    parser.add_argument("--quantization", choices=["auto", "4bit", "8bit", "none"], default=d.quantization)
-    parser.add_argument("--device", default=d.device, help="cuda, cpu or auto")
+    # The model flags and their STUDIO_* variables, as every command that loads the model has them.
+    ModelOptions.add_arguments(parser, only=TRAINING_MODEL_FLAGS)
     parser.add_argument(
         "--video-root",
         action="append",
@@ -122,22 +128,17 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def load_for_training(checkpoint: str | None, config: PDPOConfig, accelerator, revision: str | None = None):
+def load_for_training(model: ModelOptions, config: PDPOConfig, accelerator):
     """The model on this process's device: NF4 + bf16 on CUDA by default, float32 on the CPU."""
-    from inference.model.loading import LoadSettings, load_model
-    from inference.options import choose_checkpoint
+    from inference.model.loading import load_model
 
     device = str(accelerator.device)
     cuda = device.startswith("cuda")
     quantization = config.quantization
     if quantization == "auto":
         quantization = "4bit" if cuda else "none"
-    settings = LoadSettings(
-        checkpoint=choose_checkpoint(checkpoint, "cuda" if cuda else "cpu"),
-        revision=revision,
-        quantization=quantization,
-        device=device,
-        dtype="bfloat16" if cuda else "float32",
+    settings = model.to_load_settings(
+        device=device, quantization=quantization, dtype="bfloat16" if cuda else "float32"
     )
     return load_model(settings)
 
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     say = print if accelerator.is_main_process else (lambda *a, **k: None)
     started = datetime.now(UTC).isoformat()
     t0 = time.perf_counter()
-    loaded = load_for_training(args.checkpoint, config, accelerator, args.revision)
+    loaded = load_for_training(ModelOptions.from_args(args), config, accelerator)
     say(
         f"model {loaded.model_id} ({loaded.quantization}, {loaded.device}) loaded in {time.perf_counter() - t0:.1f} s"
     )

@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from inference.errors import UserError
+from inference.options import ModelOptions
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,9 @@ class AppConfig:
     quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
     device: str = "auto"
     adapter: str | None = None
+    vision_source: str | None = None  # component config folders (inference.options.MODEL_FLAGS)
+    whisper_source: str | None = None
+    qformer_source: str | None = None
     label_only: bool = False  # serve stored traces for labeling, load no model at all
     preload: bool = True  # load the model in a background thread at startup, not on first click
     # CPU threads for the model when it runs on the CPU: -1 = all cores but one (the page keeps a
@@ -54,6 +58,11 @@ class AppConfig:
     auth_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # read from auth_file
 
     @property
+    def model_options(self) -> ModelOptions:
+        """The model flags as the type every command shares (``inference.options``)."""
+        return ModelOptions(**{f.name: getattr(self, f.name) for f in fields(ModelOptions)})
+
+    @property
     def media_root(self) -> Path:
         return Path(self.media_dir) if self.media_dir else Path(self.db).parent / "clips"
 
@@ -73,27 +82,7 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
     )
     model = parser.add_argument_group("model")
-    model.add_argument(
-        "--checkpoint",
-        default=env("STUDIO_CHECKPOINT"),
-        help="hub id or local folder; default: the released model on a CUDA GPU, the tiny demo model "
-        "elsewhere; 'tiny' forces the tiny model (env STUDIO_CHECKPOINT)",
-    )
-    model.add_argument(
-        "--revision", default=env("STUDIO_REVISION"), help="hub revision (env STUDIO_REVISION)"
-    )
-    model.add_argument(
-        "--quantization",
-        choices=["auto", "4bit", "8bit", "none"],
-        default=env("STUDIO_QUANTIZATION", "auto"),
-        help="LLM weights: auto = 4-bit NF4 on CUDA, none on CPU (env STUDIO_QUANTIZATION)",
-    )
-    model.add_argument(
-        "--device", default=env("STUDIO_DEVICE", "auto"), help="cuda, cpu or auto (env STUDIO_DEVICE)"
-    )
-    model.add_argument(
-        "--adapter", default=env("STUDIO_ADAPTER"), help="LoRA adapter folder (env STUDIO_ADAPTER)"
-    )
+    ModelOptions.add_arguments(model, environ)  # the same flags and variables as every command
     model.add_argument(
         "--label-only",
         action="store_true",
@@ -213,11 +202,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         raise ConfigError("--label-only loads no model; drop --checkpoint or --label-only")
     auth_pairs = read_auth_file(args.auth_file) if args.auth_file else ()
     return AppConfig(
-        checkpoint=args.checkpoint,
-        revision=args.revision,
-        quantization=args.quantization,
-        device=args.device,
-        adapter=args.adapter,
+        **asdict(ModelOptions.from_args(args)),
         label_only=args.label_only,
         preload=args.preload,
         torch_threads=args.torch_threads,

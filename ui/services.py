@@ -30,9 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotation_db import FORMATS, ExportWriteError, Store, StoreConfig
+from annotation_db import FORMATS, ExportEmptyError, ExportWriteError, Store, StoreConfig
 from annotation_db.export import export_write_error
 from inference.errors import UserError
+from inference.reasoning.pipeline import AnalysisSettings, AnswerDecoded, Finished, Phase, StepDecoded
 from ui.config import AppConfig
 from ui.gpu import gpu_task
 
@@ -48,6 +49,8 @@ class AppError(UserError):
 
 
 # ---- events of an analysis (the Gradio handler turns each into a screen update) ----------------
+# StepDecoded, AnswerDecoded and Finished are the pipeline's (inference.reasoning.pipeline); its
+# Phase events become Stages here (``stage_of``).
 
 
 @dataclass
@@ -57,24 +60,6 @@ class Stage:
     name: str
     fraction: float  # of the whole analysis, for a progress bar
     message: str
-
-
-@dataclass
-class StepDecoded:
-    step: Any  # studio_trace.Step
-    base: bool = False  # from the base model (adapter off) of a side-by-side comparison
-
-
-@dataclass
-class AnswerDecoded:
-    answer: Any  # studio_trace.Answer
-    base: bool = False
-
-
-@dataclass
-class Finished:
-    trace: Any  # studio_trace.Trace, scored when asked
-    base: bool = False
 
 
 @dataclass
@@ -100,6 +85,38 @@ class AnalysisRequest:
     # With a LoRA adapter loaded (--adapter): also run the base model (adapter off) on the same
     # clip, question and settings, so the two traces can be read side by side.
     compare_base: bool = False
+
+    def settings(self) -> AnalysisSettings:
+        """The pipeline's settings. A fixed-question prompt (synthdec) ignores the question and
+        options boxes, which may still hold the last clip's."""
+        synthdec = self.prompt_kind == "synthdec"
+        return AnalysisSettings(
+            prompt_kind=self.prompt_kind,
+            question="" if synthdec else self.question,
+            options=() if synthdec else tuple(self.options),
+            reference_answer=self.reference_answer or None,
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            perturbations=tuple(self.perturbations),
+            top_t=self.top_t,
+            clip_spans=self.attention,
+        )
+
+
+PHASE_STAGES = {  # pipeline phase -> (fraction of the analysis, message)
+    "generate": (0.2, "Generating the reasoning"),
+    "score": (0.8, "Scoring every step ({detail})"),
+    "attention": (0.92, "Finding the moment each step relies on"),
+}
+
+
+def stage_of(phase: Phase) -> Stage:
+    fraction, message = PHASE_STAGES[phase.name]
+    who = "Base model: " if phase.base else ""
+    return Stage(phase.name, fraction, who + message.format(detail=phase.detail))
 
 
 def parse_options(text: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -129,6 +146,7 @@ MODEL_MODULES = (
     "inference.reasoning.scoring",
     "inference.reasoning.attribution",
     "inference.reasoning.alternatives",
+    "inference.reasoning.pipeline",
 )
 TRANSFORMERS_NAMES = (
     "AutoTokenizer",
@@ -192,19 +210,10 @@ class ModelHolder:
         return resolve_device(self.config.device) != "cuda"
 
     def _load(self) -> Any:
-        from inference.model.loading import LoadSettings, load_model
-        from inference.options import choose_checkpoint
+        from inference.model.loading import load_model
 
-        checkpoint = choose_checkpoint(self.config.checkpoint, self.config.device, log=log.info)
         set_cpu_threads(self.config)
-        settings = LoadSettings(
-            checkpoint=checkpoint,
-            revision=self.config.revision,
-            quantization=self.config.quantization,
-            device=self.config.device,
-            adapter=self.config.adapter,
-        )
-        return load_model(settings)
+        return load_model(self.config.model_options.to_load_settings(log=log.info))
 
     def get(self) -> Any:
         if self._loaded is not None:
@@ -585,6 +594,9 @@ class Studio:
         except ExportWriteError as exc:
             shutil.rmtree(folder, ignore_errors=True)
             raise AppError(f"{exc} {where}") from None
+        except ExportEmptyError:  # nothing to write: no file and no folder are left behind
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------------ alternatives, rollouts
 
@@ -649,123 +661,46 @@ class Studio:
 
 @gpu_task
 def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[Any]:
+    from inference.reasoning.pipeline import ClipSession, Scored, SpansFound, analyze
+
     if studio.models.loaded is None:
         yield Stage("load", 0.05, "Loading the model (once)")
-    loaded = studio.models.get()
+    session = ClipSession(studio.models.get(), media)
     yield Stage("encode", 0.1, "Encoding frames and audio")
-    started = time.perf_counter()
-    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, float(media.real_time))
-    encode_s = time.perf_counter() - started
-    trace = None
-    for event in _reason_encoded(loaded, media, request, encoded, encode_s, base=False):
-        if isinstance(event, Finished):
-            trace = event.trace
-        yield event
-    if request.compare_base and getattr(loaded, "adapter", None):
-        # The same encoded clip through the LLM with its LoRA layers switched off: the frozen base
-        # model (the pDPO reference policy). Encoders and projectors carry no adapter, so the
-        # encoding is shared. peft restores the adapter when the block exits, also when the page
-        # closes the stream early (GeneratorExit runs the context manager's exit).
-        with loaded.model.llm.disable_adapter():
-            for event in _reason_encoded(loaded, media, request, encoded, encode_s, base=True):
-                if isinstance(event, Finished):
-                    event.trace.model["adapter"] = None
-                    event.trace.model["compared_with"] = trace.id if trace is not None else None
-                yield event
+    session.encoded  # noqa: B018 -- encode under the "encode" stage
+    for event in analyze(session, request.settings(), compare_base=request.compare_base):
+        if isinstance(event, Phase):
+            yield stage_of(event)
+        elif not isinstance(event, Scored | SpansFound):  # the page shows the trace at Finished
+            yield event
 
 
-def _reason_encoded(
-    loaded: Any, media: Any, request: AnalysisRequest, encoded: Any, encode_s: float, base: bool
-) -> Iterator[Any]:
-    """Generation, scores and clip spans of one model (adapter on, or ``base``) on an encoded clip."""
-    from inference.reasoning.generate import (
-        AnswerEvent,
-        DecodingSettings,
-        DoneEvent,
-        ReasoningRequest,
-        StepEvent,
-        stream_reasoning,
-    )
+def _session(studio: Studio, media: Any) -> Any:
+    from inference.reasoning.pipeline import ClipSession
 
-    who = "Base model: " if base else ""
-    yield Stage("generate", 0.2, f"{who}Generating the reasoning")
-    synthdec = request.prompt_kind == "synthdec"
-    reasoning = ReasoningRequest(
-        question="" if synthdec else request.question,
-        options=None if synthdec or not request.options else list(request.options),
-        prompt_kind=request.prompt_kind,
-        reference_answer=request.reference_answer or None,
-        decoding=DecodingSettings(
-            max_new_tokens=request.max_new_tokens,
-            do_sample=request.do_sample,
-            temperature=request.temperature,
-            top_p=request.top_p,
-            seed=request.seed,
-        ),
-    )
-    trace = cache = None
-    for event in stream_reasoning(loaded, media, reasoning, encoded=encoded):
-        if isinstance(event, StepEvent):
-            yield StepDecoded(event.step, base=base)
-        elif isinstance(event, AnswerEvent):
-            yield AnswerDecoded(event.answer, base=base)
-        elif isinstance(event, DoneEvent):
-            trace, cache = event.trace, event.cache
-    trace.timings["encode_s"] = round(encode_s, 4)
-    trace.timings["decode_s"] = round(float(media.timings.get("decode_s", 0.0)), 4)
-    if request.perturbations and trace.steps:
-        from inference.reasoning.scoring import score_trace
-
-        names = ", ".join(request.perturbations)
-        yield Stage("score", 0.8, f"{who}Scoring every step ({names})")
-        score_trace(
-            loaded,
-            media,
-            trace,
-            perturbations=request.perturbations,
-            top_t=request.top_t,
-            seed=request.seed,
-            encoded=encoded,
-            clean_cache=cache,  # generation's prefill of the prompt under the clean clip
-        )
-    del cache  # the whole sequence's keys and values: not kept past scoring
-    if request.attention and trace.steps:
-        from inference.reasoning.attribution import frame_attention
-
-        yield Stage("attention", 0.92, f"{who}Finding the moment each step relies on")
-        started = time.perf_counter()
-        attention = frame_attention(loaded, trace, encoded)
-        trace.scoring = {
-            **(trace.scoring or {}),
-            "frame_attention": {
-                **attention.to_dict(),
-                "spans": [attention.span(k) for k in range(len(trace.steps))],
-            },
-        }
-        trace.timings["attention_s"] = round(time.perf_counter() - started, 4)
-    yield Finished(trace, base=base)
+    return ClipSession(studio.models.get(), media)
 
 
 @gpu_task
 def _sample(studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, seed: int) -> list:
-    from inference.reasoning.alternatives import sample_alternatives
+    from inference.reasoning.alternatives import AlternativeSettings
     from studio_trace import Trace
 
     trace = Trace.from_dict(_plain(stored))
-    return sample_alternatives(studio.models.get(), media, trace, step_index, n=n, seed=seed)
+    return _session(studio, media).alternatives(trace, step_index, AlternativeSettings(n=n, seed=seed))
 
 
 @gpu_task
 def _rollouts(
     studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, reference: str
 ) -> dict:
-    from inference.reasoning.alternatives import rollout_step
+    from inference.reasoning.alternatives import RolloutSettings
     from studio_trace import Trace
 
     trace = Trace.from_dict(_plain(stored))
     at_step = [j for j, alt in enumerate(trace.alternatives) if alt.step_index == step_index]
-    result = rollout_step(
-        studio.models.get(), media, trace, step_index, n=n, reference=reference, alternatives=at_step
+    result = _session(studio, media).rollouts(
+        trace, step_index, RolloutSettings(n=n), reference=reference, alternatives=at_step
     )
     ids = [alt["id"] for alt in stored["alternatives"]]  # same order as trace.alternatives
     for item in result["results"]:

@@ -154,6 +154,7 @@ class BatchSettings:
     score: bool = False
     perturb: tuple[str, ...] = ("noise",)  # the paper's contrastive perturbation
     top_t: int = 3
+    clip_spans: bool = True  # each step's clip span, as the app computes it (--no-clip-spans: off)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(canonical_json(asdict(self)).encode()).hexdigest()[:16]

@@ -44,7 +44,7 @@ from inference.batch.items import (
 )
 from inference.batch.ledger import Ledger, LedgerWatcher, append_line, plan_run, summarize, write_atomic
 from inference.errors import UserError
-from inference.options import add_model_arguments
+from inference.options import ModelOptions
 
 POLL_S = 0.5  # how often process 0 looks at the ledger while the others finish
 # The one collective (the plan handed out by process 0) waits while process 0 scans the ledger;
@@ -68,9 +68,10 @@ class RankReport:
 
 
 class Worker:
-    """Makes the Trace of one item: the clip's media (kept for the next item when it is the
-    same clip), encoded once per clip, the reasoning, then the scores when asked. The model is
-    loaded at the first clip that decodes, so a run left with only bad items loads none."""
+    """Makes the Trace of one item with the analysis pipeline (``inference.reasoning.pipeline``):
+    the clip's session (media decoded and encoded once, kept for the next item when it is the
+    same clip), then the one ``analyze``. The model is loaded at the first clip that decodes, so
+    a run left with only bad items loads none."""
 
     def __init__(self, load: Callable[[], Any], settings: BatchSettings, limits) -> None:
         self._load = load
@@ -79,78 +80,60 @@ class Worker:
         self.settings = settings
         self.limits = limits
         self._clip_key: tuple[str, str | None] | None = None
-        self._media = None
-        self._encoded = None
+        self._session = None
 
-    def media(self, entry: ManifestEntry) -> tuple[Any, Any, dict[str, float]]:
-        """(MediaInputs, EncodedMedia, timings of what was done for this item)."""
+    def session(self, entry: ManifestEntry) -> tuple[Any, dict[str, float]]:
+        """(ClipSession of the entry's clip, timings of what was done for this item)."""
         from inference.media import load_media
+        from inference.reasoning.pipeline import ClipSession
 
         key = (str(entry.video), str(entry.audio) if entry.audio else None)
         if key == self._clip_key:
-            return self._media, self._encoded, {"media_s": 0.0, "encode_s": 0.0}
-        self._clip_key, self._media, self._encoded = None, None, None
+            return self._session, {"media_s": 0.0, "encode_s": 0.0}
+        self._clip_key, self._session = None, None
         t0 = time.perf_counter()
         media = load_media(entry.video, self.limits, audio_path=entry.audio)
         t1 = time.perf_counter()
         if self.loaded is None:
             self.loaded = self._load()
             self.load_s = round(time.perf_counter() - t1, 3)
-            t1 = time.perf_counter()
-        encoded = self.loaded.model.encode_media(media.pixel_values, media.spectrogram, media.real_time)
-        t2 = time.perf_counter()
-        self._media, self._encoded, self._clip_key = media, encoded, key
-        return media, encoded, {"media_s": t1 - t0, "encode_s": t2 - t1}
+        session = ClipSession(self.loaded, media)
+        session.encoded  # noqa: B018 -- encode now, so its time is this item's
+        self._session, self._clip_key = session, key
+        return session, {"media_s": t1 - t0, "encode_s": session.encode_s}
 
-    def __call__(self, item: WorkItem):
-        from inference.reasoning.generate import (
-            DecodingSettings,
-            DoneEvent,
-            ReasoningRequest,
-            stream_reasoning,
-        )
+    def analysis_settings(self, item: WorkItem):
+        from inference.reasoning.pipeline import AnalysisSettings
 
         s, entry = self.settings, item.entry
-        if entry.problem:
-            raise BatchError(entry.problem)
-        media, encoded, timings = self.media(entry)
-        request = ReasoningRequest(
-            question=entry.question,
-            options=entry.options,
+        return AnalysisSettings(
             prompt_kind=entry.prompt_kind,
+            question=entry.question,
+            options=tuple(entry.options or ()),
             reference_answer=entry.reference_answer,
-            decoding=DecodingSettings(
-                max_new_tokens=s.max_new_tokens,
-                do_sample=s.sample or item.sample > 0,
-                temperature=s.temperature,
-                top_p=s.top_p,
-                seed=s.seed + item.sample,
-            ),
+            max_new_tokens=s.max_new_tokens,
+            do_sample=s.sample or item.sample > 0,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=s.seed + item.sample,
+            perturbations=s.perturb if s.score else (),
+            top_t=s.top_t,
+            score_seed=s.seed,
+            clip_spans=s.clip_spans,
         )
-        trace = cache = None
-        for event in stream_reasoning(self.loaded, media, request, encoded=encoded):
-            if isinstance(event, DoneEvent):
-                trace, cache = event.trace, event.cache
-        assert trace is not None
+
+    def __call__(self, item: WorkItem):
+        from inference.reasoning.pipeline import analysis_trace, analyze
+
+        if item.entry.problem:
+            raise BatchError(item.entry.problem)
+        session, timings = self.session(item.entry)
+        trace = analysis_trace(analyze(session, self.analysis_settings(item)))
         # The clip was decoded and encoded once for all its items here: say what this item cost.
         trace.timings.update({k: round(v, 4) for k, v in timings.items()})
-        if s.score:
-            from inference.reasoning.scoring import score_trace
-
-            score_trace(
-                self.loaded,
-                media,
-                trace,
-                perturbations=s.perturb,
-                top_t=s.top_t,
-                seed=s.seed,
-                encoded=encoded,
-                clean_cache=cache,  # generation's prefill of the prompt: scoring skips its own
-            )
-        del cache
         trace.id = item.trace_id
         trace.source = "batch"
-        trace.clip.path = str(entry.video)
+        trace.clip.path = str(item.entry.video)
         trace.decoding["sample_index"] = item.sample
         return trace
 
@@ -249,6 +232,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", action="store_true", help="add the contrastive step scores")
     parser.add_argument("--perturb", default="noise", help="comma-separated: noise,mute,shuffle")
     parser.add_argument("--top-t", type=int, default=3, help="flag this many highest-scoring steps")
+    parser.add_argument(
+        "--no-clip-spans",
+        action="store_true",
+        help="skip each step's clip span (the moment it attends to most; costs about one scoring pass)",
+    )
     parser.add_argument("--max-duration-s", type=float, default=600.0)
     parser.add_argument("--max-file-mb", type=float, default=500.0)
     parser.add_argument(
@@ -263,17 +251,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="CPU threads per process (default: torch's choice; under accelerate, cores / processes)",
     )
-    add_model_arguments(parser)
+    ModelOptions.add_arguments(parser)
 
 
-def settings_from_args(args: argparse.Namespace, checkpoint: str) -> BatchSettings:
+def settings_from_args(args: argparse.Namespace, model: ModelOptions) -> BatchSettings:
+    """``model``: the options with the checkpoint chosen (``ModelOptions.with_checkpoint``)."""
     perturb = tuple(p.strip() for p in args.perturb.split(",") if p.strip())
     return BatchSettings(
-        checkpoint=checkpoint,
-        revision=args.revision,
-        quantization=args.quantization,
-        adapter=args.adapter,
-        sources=(args.vision_source, args.whisper_source, args.qformer_source),
+        checkpoint=model.checkpoint,
+        revision=model.revision,
+        quantization=model.quantization,
+        adapter=model.adapter,
+        sources=(model.vision_source, model.whisper_source, model.qformer_source),
         max_new_tokens=args.max_new_tokens,
         sample=args.sample,
         temperature=args.temperature,
@@ -282,6 +271,7 @@ def settings_from_args(args: argparse.Namespace, checkpoint: str) -> BatchSettin
         score=args.score,
         perturb=perturb,
         top_t=args.top_t,
+        clip_spans=not args.no_clip_spans,
     )
 
 
@@ -332,8 +322,6 @@ def share_plan(state, payload: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.options import choose_checkpoint
-
     wall_start = time.perf_counter()
     check_args(args)
     state = process_state(args.device)
@@ -344,12 +332,11 @@ def run(args: argparse.Namespace) -> int:
     rank, world = state.process_index, state.num_processes
     log = _log
     entries = read_manifest(args.manifest, args.prompt)
-    checkpoint = choose_checkpoint(
-        args.checkpoint,
+    model = ModelOptions.from_args(args).with_checkpoint(
         "cuda" if state.device.type == "cuda" else args.device,
         log=log if rank == 0 else (lambda m: None),
     )
-    settings = settings_from_args(args, checkpoint)
+    settings = settings_from_args(args, model)
     items, duplicates = plan_items(entries, args.samples_per_question, settings.fingerprint())
     ledger = Ledger(args.out)
 
@@ -388,7 +375,7 @@ def run(args: argparse.Namespace) -> int:
             from inference.media import MediaLimits
 
             def load():
-                loaded = _load_model(args, checkpoint, state)
+                loaded = _load_model(model, state)
                 if loaded.is_tiny and rank == 0:
                     log("note: tiny demo model: the traces are meaningless (use them to try the workflow)")
                 return loaded
@@ -455,27 +442,13 @@ def format_summary(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _load_model(args: argparse.Namespace, checkpoint: str, state):
+def _load_model(model: ModelOptions, state):
     """One model per process, on this process's device (accelerate made it the current CUDA
     device, so "cuda" is this process's GPU)."""
-    from inference.model.config import ComponentSources
-    from inference.model.loading import LoadSettings, load_model
-
-    device = args.device
+    device = model.device
     if device == "auto":
         device = "cuda" if state.device.type == "cuda" else "cpu"
-    return load_model(
-        LoadSettings(
-            checkpoint=checkpoint,
-            revision=args.revision,
-            quantization=args.quantization,
-            device=device,
-            adapter=args.adapter,
-            sources=ComponentSources(
-                vision=args.vision_source, whisper=args.whisper_source, qformer=args.qformer_source
-            ),
-        )
-    )
+    return model.load(device=device)
 
 
 def _local_world() -> int:

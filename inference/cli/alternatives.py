@@ -24,7 +24,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from inference.errors import UserError
-from inference.options import add_model_arguments, load_from_args
+from inference.options import ModelOptions
 
 
 class TraceFileError(UserError):
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-p", type=float, default=0.9)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=64, help="per alternative (official: 64)")
-    add_model_arguments(parser)
+    ModelOptions.add_arguments(parser)
 
 
 def read_trace(path: str):
@@ -88,13 +88,14 @@ def write_trace(trace, path: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.reasoning.alternatives import AlternativeSettings, sample_alternatives
+    from inference.reasoning.alternatives import AlternativeSettings
+    from inference.reasoning.pipeline import ClipSession
 
     trace = read_trace(args.trace)
     if args.n < 1:
         raise UserError("-n must be at least 1")
     media = load_trace_media(trace, args.video, args.audio)
-    loaded = load_from_args(args)
+    loaded = ModelOptions.from_args(args).load()
     settings = AlternativeSettings(
         n=args.n,
         top_p=args.top_p,
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
-    alternatives = sample_alternatives(loaded, media, trace, args.step, settings=settings)
+    alternatives = ClipSession(loaded, media).alternatives(trace, args.step, settings)
     write_trace(trace, args.out)
     out = {
         "trace_id": trace.id,

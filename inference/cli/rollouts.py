@@ -27,7 +27,7 @@ import sys
 
 from inference.cli.alternatives import add_trace_arguments, load_trace_media, read_trace, write_trace
 from inference.errors import UserError
-from inference.options import add_model_arguments, load_from_args
+from inference.options import ModelOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512, help="per continuation")
     parser.add_argument("--answer-max-new-tokens", type=int, default=64, help="for the final answer")
     parser.add_argument("--mu", type=float, default=0.2, help="soft-label temperature (p(s)-p(s'))/mu")
-    add_model_arguments(parser)
+    ModelOptions.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from inference.reasoning.alternatives import RolloutSettings, rollout_step
+    from inference.reasoning.alternatives import RolloutSettings
+    from inference.reasoning.pipeline import ClipSession
     from studio_trace import Alternative
 
     trace = read_trace(args.trace)
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         trace.alternatives.append(Alternative(step_index=args.step, text=args.text.strip(), source="human"))
         alternatives.append(len(trace.alternatives) - 1)
     media = load_trace_media(trace, args.video, args.audio)
-    loaded = load_from_args(args)
+    loaded = ModelOptions.from_args(args).load()
     settings = RolloutSettings(
         n=args.n,
         top_p=args.top_p,
@@ -77,15 +78,8 @@ def run(args: argparse.Namespace) -> int:
         answer_max_new_tokens=args.answer_max_new_tokens,
         seed=args.seed,
     )
-    out = rollout_step(
-        loaded,
-        media,
-        trace,
-        args.step,
-        reference=args.reference,
-        alternatives=alternatives,
-        settings=settings,
-        mu=args.mu,
+    out = ClipSession(loaded, media).rollouts(
+        trace, args.step, settings, reference=args.reference, alternatives=alternatives, mu=args.mu
     )
     write_trace(trace, args.out)
     reference = out["results"][0]["reference"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from inference.options import add_model_arguments, load_from_args
+from inference.errors import UserError
+from inference.options import ModelOptions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,12 +26,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score", action="store_true", help="add the contrastive step scores")
     parser.add_argument("--perturb", default="noise", help="comma-separated: noise,mute,shuffle")
     parser.add_argument("--top-t", type=int, default=3, help="flag this many highest-scoring steps")
+    parser.add_argument(
+        "--no-clip-spans",
+        action="store_true",
+        help="skip each step's clip span (the moment it attends to most; costs about one scoring pass)",
+    )
     parser.add_argument("--max-duration-s", type=float, default=600.0)
     parser.add_argument(
         "--json", action="store_true", help="print the Trace as JSON (default: readable text)"
     )
     parser.add_argument("--out", help="also write the Trace JSON to this file")
-    add_model_arguments(parser)
+    ModelOptions.add_arguments(parser)
 
 
 def format_trace(trace) -> str:
@@ -44,40 +50,36 @@ def format_trace(trace) -> str:
     return "\n".join(lines)
 
 
+def settings_from_args(args: argparse.Namespace):
+    from inference.reasoning.pipeline import AnalysisSettings
+
+    perturbations = tuple(p.strip() for p in args.perturb.split(",") if p.strip()) if args.score else ()
+    if args.score and not perturbations:
+        raise UserError("--score needs at least one --perturb name, e.g. noise")
+    return AnalysisSettings(
+        prompt_kind=args.prompt,
+        question=args.question,
+        options=tuple(args.options or ()),
+        reference_answer=args.reference,
+        max_new_tokens=args.max_new_tokens,
+        do_sample=args.sample,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        perturbations=perturbations,
+        top_t=args.top_t,
+        clip_spans=not args.no_clip_spans,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from inference.media import MediaLimits, load_media
-    from inference.reasoning.generate import DecodingSettings, DoneEvent, ReasoningRequest, stream_reasoning
+    from inference.reasoning.pipeline import ClipSession, analysis_trace, analyze
 
+    settings = settings_from_args(args)
     media = load_media(args.video, MediaLimits(max_duration_s=args.max_duration_s), audio_path=args.audio)
-    loaded = load_from_args(args)
-    request = ReasoningRequest(
-        question=args.question,
-        options=args.options or None,
-        prompt_kind=args.prompt,
-        reference_answer=args.reference,
-        decoding=DecodingSettings(
-            max_new_tokens=args.max_new_tokens,
-            do_sample=args.sample,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            seed=args.seed,
-        ),
-    )
-    # Encode the clip once: generation and scoring both start from the same clean AV block.
-    encoded = loaded.model.encode_media(media.pixel_values, media.spectrogram, media.real_time)
-    done = next(
-        e for e in stream_reasoning(loaded, media, request, encoded=encoded) if isinstance(e, DoneEvent)
-    )
-    trace = done.trace
-    if args.score:
-        from inference.reasoning.scoring import score_trace
-
-        names = [p.strip() for p in args.perturb.split(",") if p.strip()]
-        score_trace(
-            loaded, media, trace, perturbations=names, top_t=args.top_t, seed=args.seed, encoded=encoded,
-            clean_cache=done.cache,  # generation's prefill of the prompt: scoring skips its own
-        )  # fmt: skip
-    del done
+    loaded = ModelOptions.from_args(args).load()
+    trace = analysis_trace(analyze(ClipSession(loaded, media), settings))
     trace.clip.path = str(args.video)
     text = trace.to_json(indent=2)
     if args.out:

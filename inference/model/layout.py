@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 AV_PLACEHOLDER_ID = -200  # IMAGE_TOKEN_INDEX in the official code (llava/constants.py)
 VIDEO_TOKENS_PER_FRAME = 182  # 13 rows x (13 pooled patches + 1 newline)
 AUDIO_TOKENS_PER_CHUNK = 150  # one Q-Former query per 0.2 s window of a 30 s chunk
-AUDIO_CHUNK_SECONDS = 30.0
 WHISPER_FRAMES_PER_SECOND = 50
 
 
@@ -55,15 +54,3 @@ def av_layout(n_frames: int, audio_tokens: int, real_time: float) -> AVLayout:
         frames.append(FrameSpan(video=video, audio=audio))
         pos = audio[1]
     return AVLayout(n_frames, audio_tokens, interleaved, per_frame, back, frames)
-
-
-def audio_chunks(audio_seconds: float) -> int:
-    """Number of 30 s Whisper chunks for an audio track of this length (at least one)."""
-    import math
-
-    return max(1, math.ceil(round(audio_seconds, 6) / AUDIO_CHUNK_SECONDS))
-
-
-def av_token_count(n_frames: int, real_time: float, audio_seconds: float) -> int:
-    """LLM tokens the clip costs: 182 per frame plus its audio tokens after interpolation."""
-    return av_layout(n_frames, AUDIO_TOKENS_PER_CHUNK * audio_chunks(audio_seconds), real_time).length

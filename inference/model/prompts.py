@@ -124,6 +124,14 @@ def format_options(options: Sequence[str], separator: str = OPTION_SEPARATOR) ->
     return "Choose from: " + separator.join(f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(options))
 
 
+def trace_question(kind: str, question: str = "") -> str:
+    """The question a Trace of prompt ``kind`` carries: a fixed question's text (synthdec's,
+    whatever the caller passed: empty or the same text), else the question as asked. Every
+    entry point stores the same question for the same prompt, so their traces pair up."""
+    template = PROMPTS.get(kind)
+    return template.template if template is not None and template.options == "none" else question
+
+
 def build_user_text(
     kind: str,
     question: str = "",

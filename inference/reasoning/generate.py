@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from inference.model.prompts import PROMPTS, build_prompt, followup_prompt_text
+from inference.model.prompts import PROMPTS, build_prompt, followup_prompt_text, trace_question
 from studio_trace import STEP_DELIMITER, Answer, ClipInfo, Step, Trace, extract_choice
 
 IM_END_TEXT = "<|im_end|>"
@@ -227,7 +227,6 @@ def stream_reasoning(
     timings["encode_s"] = time.perf_counter() - t0
 
     im_end = tokenizer.convert_tokens_to_ids(IM_END_TEXT)
-    picker = TokenPicker(settings)
     decoder = Decoder(model)
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -235,37 +234,12 @@ def stream_reasoning(
     timings["prefill_s"] = time.perf_counter() - t0
 
     splitter = StepSplitter(tokenizer)
-    t0 = time.perf_counter()
-    first_step_at = None
-    for token in decoder.generate(logits, picker, settings.max_new_tokens, stop_ids=[im_end]):
-        step = splitter.push(token)
-        if step is not None:
-            first_step_at = first_step_at or time.perf_counter()
-            yield StepEvent(step)
-    last = splitter.finish()
-    if last is not None:
-        yield StepEvent(last)
+    yield from _decode_steps(decoder, logits, settings, splitter, im_end, timings)
     reasoning_ids = list(splitter.ids)
-    timings["generate_s"] = time.perf_counter() - t0
-    if first_step_at is not None:
-        timings["first_step_s"] = first_step_at - t0 + timings["encode_s"] + timings["prefill_s"]
-
     reasoning_text = tokenizer.decode(reasoning_ids)
-    answer_text = ""
     t0 = time.perf_counter()
     if two_pass:
-        # Official second pass: prompt + reasoning ids (+ <|im_end|> when the model stopped)
-        # + the follow-up user turn. The cache already holds all but the last generated token.
-        from inference.model.prompts import FOLLOWUP_TEXT
-
-        tail = reasoning_ids[-1:] if reasoning_ids else []
-        if not reasoning_ids or reasoning_ids[-1] != im_end:
-            tail = tail + [im_end]
-        logits = decoder.feed_ids(tail + list(tokenizer(FOLLOWUP_TEXT).input_ids))
-        answer_ids = list(
-            decoder.generate(logits, TokenPicker(settings), settings.answer_max_new_tokens, stop_ids=[im_end])
-        )
-        answer_text = tokenizer.decode(answer_ids).replace(IM_END_TEXT, "").strip()
+        answer_text = _answer_pass(decoder, tokenizer, reasoning_ids, settings, im_end)
     else:
         answer_text = splitter.steps[-1].text if splitter.steps else reasoning_text
     timings["answer_s"] = time.perf_counter() - t0
@@ -279,7 +253,7 @@ def stream_reasoning(
     if two_pass:
         text = followup_prompt_text(prompt.text, reasoning_text.replace(IM_END_TEXT, ""))
     trace = Trace(
-        question=request.question,
+        question=trace_question(request.prompt_kind, request.question),
         clip=clip or getattr(media, "clip", None) or ClipInfo(sha256="unknown"),
         options=request.options,
         reference_answer=request.reference_answer,
@@ -296,10 +270,52 @@ def stream_reasoning(
     yield DoneEvent(trace, cache=decoder.cache)
 
 
+def _decode_steps(
+    decoder: Decoder,
+    logits: torch.Tensor,
+    settings: DecodingSettings,
+    splitter: StepSplitter,
+    im_end: int,
+    timings: dict[str, float],
+) -> Iterator[StepEvent]:
+    """Pass 1: decode the reasoning until ``<|im_end|>``, a StepEvent per finished step."""
+    t0 = time.perf_counter()
+    first_step_at = None
+    for token in decoder.generate(logits, TokenPicker(settings), settings.max_new_tokens, stop_ids=[im_end]):
+        step = splitter.push(token)
+        if step is not None:
+            first_step_at = first_step_at or time.perf_counter()
+            yield StepEvent(step)
+    last = splitter.finish()
+    if last is not None:
+        yield StepEvent(last)
+    timings["generate_s"] = time.perf_counter() - t0
+    if first_step_at is not None:
+        timings["first_step_s"] = first_step_at - t0 + timings["encode_s"] + timings["prefill_s"]
+
+
+def _answer_pass(
+    decoder: Decoder, tokenizer, reasoning_ids: list[int], settings: DecodingSettings, im_end: int
+) -> str:
+    """Official second pass: prompt + reasoning ids (+ <|im_end|> when the model stopped) + the
+    follow-up user turn. The cache already holds all but the last generated token."""
+    from inference.model.prompts import FOLLOWUP_TEXT
+
+    tail = reasoning_ids[-1:] if reasoning_ids else []
+    if not reasoning_ids or reasoning_ids[-1] != im_end:
+        tail = tail + [im_end]
+    logits = decoder.feed_ids(tail + list(tokenizer(FOLLOWUP_TEXT).input_ids))
+    answer_ids = list(
+        decoder.generate(logits, TokenPicker(settings), settings.answer_max_new_tokens, stop_ids=[im_end])
+    )
+    return tokenizer.decode(answer_ids).replace(IM_END_TEXT, "").strip()
+
+
 def run_reasoning(
     loaded, media, request: ReasoningRequest, clip: ClipInfo | None = None, encoded=None
 ) -> Trace:
-    """The whole Trace at once (for batch runs and the CLI)."""
+    """The whole Trace at once, unscored (benchmarks and tests; the app and the commands run
+    ``inference.reasoning.pipeline.analyze``)."""
     trace = None
     for event in stream_reasoning(loaded, media, request, clip=clip, encoded=encoded):
         if isinstance(event, DoneEvent):

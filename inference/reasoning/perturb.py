@@ -137,19 +137,6 @@ def get_perturbation(name: str) -> Perturbation:
         ) from None
 
 
-def parse_perturbations(text: str) -> tuple[str, ...]:
-    """``"noise,mute"`` -> ``("noise", "mute")``, each name checked, duplicates dropped."""
-    names: list[str] = []
-    for raw in text.split(","):
-        name = raw.strip()
-        if name and name not in names:
-            get_perturbation(name)
-            names.append(name)
-    if not names:
-        raise UnknownPerturbationError(f"no perturbation given; choose from {', '.join(PERTURBATIONS)}")
-    return tuple(names)
-
-
 def perturbation_generator(seed: int, name: str) -> torch.Generator:
     """Each perturbation draws from its own generator seeded by ``seed`` alone, so a score does
     not depend on which other perturbations were asked for or in which order."""

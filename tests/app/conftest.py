@@ -3,7 +3,6 @@ hand-made traces to import (one step reads ``<img src=x onerror=alert(1)>``)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,13 +11,10 @@ from typing import Any
 import pytest
 from gradio_client import handle_file
 
+from testkit.app_api import analyze_args
+from testkit.app_process import free_port
+
 XSS = "<img src=x onerror=alert(1)>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -131,26 +127,6 @@ def make_trace(
         "answer": {"text": "The answer is A.", "choice": "A"},
         "timings": {},
     }
-
-
-def analyze_args(
-    video, question="Which way does the shape move?", options="left\nright", reference="A", **kw
-):
-    """The /analyze inputs in the page's order: clip, question, options, reference, prompt kind,
-    then the settings (keywords override them)."""
-    settings = {
-        "max_new_tokens": 48,
-        "do_sample": False,
-        "temperature": 1.0,
-        "top_p": 0.9,
-        "seed": 0,
-        "top_t": 2,
-        "perturbations": ["noise", "mute"],
-        "attention": True,
-        "compare_base": False,
-    }
-    settings.update(kw)
-    return (video, question, options, reference, "reasoning", *settings.values())
 
 
 @pytest.fixture(scope="session")

@@ -191,7 +191,7 @@ def test_export_offers_the_file_and_matches_the_store(app, imported):
     assert records == expected
     assert {"completions": ["A ball.", "It rolls."], "labels": [True, False]}.items() <= records[0].items()
     assert message.startswith(f"{len(records)} trl-stepwise records")
-    parquet, _ = client.predict("pdpo", "parquet", 0.5, "", "", api_name="/export")
+    parquet, _ = client.predict("trl-stepwise", "parquet", 0.5, "", "", api_name="/export")
     assert parquet.endswith(".parquet")
 
 

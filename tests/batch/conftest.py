@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,17 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit.app_process import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = 2
 MAX_NEW_TOKENS = 8  # the tiny model's steps are meaningless; a few tokens exercise the same path
 GOOD = 3  # clips that decode
 BAD = 2  # a missing file and a garbage file
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:

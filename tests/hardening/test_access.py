@@ -152,11 +152,16 @@ def test_export_files_stay_in_their_folder(site):
         with pytest.raises(AppError):
             alice.predict(format_, suffix, 0, "", "", api_name="/export")
     assert not Path("/tmp/escape-").exists() and not list(Path("/").glob("x*.jsonl"))
-    # an annotator name or a date with path characters is a filter, never part of the file name
-    path, message = alice.predict("pdpo", "jsonl", 0, "../../evil", "", api_name="/export")
+    # an annotator name with path characters is a filter, never part of the file name: it
+    # matches no label, and an export with nothing to write writes no file at all
+    with pytest.raises(AppError, match="no labelled steps match the pdpo export"):
+        alice.predict("pdpo", "jsonl", 0, "../../evil", "", api_name="/export")
+    assert not list(Path(tempfile.gettempdir()).glob("studio-export-*/*evil*"))
+    alice.predict("alice", "acc-1", 0, "", "", True, api_name="/accept")
+    path, message = alice.predict("trl-stepwise", "jsonl", 0, "alice", "", api_name="/export")
     exported = Path(path)
-    assert re.fullmatch(r"pdpo-\d{8}T\d{6}Z\.jsonl", exported.name), exported.name
-    assert "0 pdpo records" in message
+    assert re.fullmatch(r"trl-stepwise-\d{8}T\d{6}Z\.jsonl", exported.name), exported.name
+    assert "1 trl-stepwise records" in message
     # the server wrote it in a fresh folder of its own under the temp dir (the client gets a copy)
     written = Path(message.rsplit(" ", 1)[-1])
     assert written.name == exported.name

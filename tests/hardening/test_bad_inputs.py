@@ -1,4 +1,4 @@
-"""Every bad input of tests/hardening/bad_inputs.py through the CLI and through the app, as a user
+"""Every bad input of testkit/bad_inputs.py through the CLI and through the app, as a user
 hands it in: each comes to a correct result or to a one-line error that names the file and says
 what to do; no process crashes, hangs or prints a traceback; memory stays under a stated bound.
 
@@ -15,19 +15,8 @@ from pathlib import Path
 import pytest
 
 from examples.synth import write_clip
-from tests.hardening.bad_inputs import (
-    INPUTS,
-    PWNED_GLOB,
-    BadInput,
-    Expected,
-    InputSet,
-    Outcome,
-    app_outcome,
-    check_error_line,
-    cli_args,
-    cli_outcome,
-    run_cli,
-)
+from testkit.bad_inputs import INPUTS, PWNED_GLOB, BadInput, Expected, InputSet
+from testkit.outcomes import Outcome, app_outcome, check_error_line, cli_args, cli_outcome, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

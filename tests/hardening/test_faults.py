@@ -11,7 +11,7 @@ tmpfs holding the database is filled up, remounted read-only, or covered by a re
 mount while the app runs. Elsewhere (or with STUDIO_TEST_NO_MOUNT=1) the same scenarios run with
 stand-ins, never a skip: the app's file size limit (RLIMIT_FSIZE, set on the running process)
 stands in for a full disk, so SQLite reports an I/O error and the message is the I/O one (the
-SQLITE_FULL message itself is checked in tests/store/test_disk_errors.py); file modes stand in
+SQLITE_FULL message itself is checked in tests/store/test_faults.py); file modes stand in
 for a read-only disk, with the app (and CLI) run without CAP_DAC_OVERRIDE when the tests run
 as root, so that the modes bind them.
 """
@@ -40,8 +40,8 @@ import pytest
 from gradio_client.exceptions import AppError
 
 from annotation_db import VERDICTS, Store
+from testkit.app_process import REPO
 from tests.app.conftest import base_config, make_trace
-from tests.hardening.conftest import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Load (issue 8): 20 labeling clients and queued analyses against ``python app.py`` at once for a
 bounded time (``STUDIO_LOAD_SECONDS``, default 45): every request is answered, no label is lost,
 and the analyses waiting for the model are told their place in the queue. The scenario is
-``bench/load.py``'s (its figures, from longer runs, are in bench/RESULTS.md)."""
+``testkit.load``'s, which bench/load.py runs too (its figures, from longer runs, are in bench/RESULTS.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bench.load import load_traces, markdown, run_load
+from testkit.load import load_traces, markdown, run_load
 
 pytestmark = pytest.mark.slow
 

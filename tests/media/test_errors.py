@@ -25,7 +25,7 @@ from inference.errors import (
     UserError,
 )
 from inference.media import MediaLimits, load_media, probe_clip
-from tests.hardening.bad_inputs import empty, huge_dims_sps, png, random_bytes, text_file, truncated
+from testkit.bad_inputs import empty, huge_dims_sps, png, random_bytes, text_file, truncated
 
 pytestmark = pytest.mark.timeout(60)
 

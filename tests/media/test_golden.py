@@ -1,9 +1,12 @@
 """Against the official code's own outputs for official_tiny/data/clip.mp4 (skipped without them).
 
-Pixel values: our decoded uint8 frames equal decord's (2 and 0.6.0 alike on x86-64) and our
-normalisation is bit-equal to the official processor's; the saved tensor was made on another
-machine whose FFmpeg YUV->RGB conversion rounds differently, so it differs from any decode here
-by 1 level in ~8% of values (at most 9 levels at a few chroma edges). Those bounds are asserted.
+Pixel values: our decoded uint8 frames equal decord's (2 and 0.6.0 alike on x86-64) resized by
+the same Pillow, and our normalisation is bit-equal to the official processor's. The saved tensor
+was resized by Pillow 13.0.0, whose bicubic differs from Pillow 12.3's and earlier ones' (gradio
+pins pillow<13, so 12.3 is what runs here): with Pillow 13.0.0 our frames equal the saved tensor
+bit for bit; with 12.3 they differ from it by 1 level in ~8% of values (at most 9 levels at a few
+chroma edges). The difference comes from Pillow, not from the decoder or FFmpeg; those bounds are
+asserted. The model-level golden tests (tests/model, tests/scoring) run on the saved tensor.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from inference.reasoning.perturb import (
     UnknownPerturbationError,
     add_diffusion_noise,
     diffusion_coefficients,
-    parse_perturbations,
+    get_perturbation,
     perturb,
     shuffle_permutation,
     silent_spectrogram,
@@ -83,9 +83,8 @@ def test_each_perturbation_declares_what_it_changes():
     }
 
 
-def test_parse_perturbations():
-    assert parse_perturbations("noise, mute,shuffle,noise") == ("noise", "mute", "shuffle")
-    with pytest.raises(UnknownPerturbationError, match="unknown perturbation 'blur'"):
-        parse_perturbations("noise,blur")
-    with pytest.raises(UnknownPerturbationError, match="no perturbation given"):
-        parse_perturbations(" , ")
+def test_an_unknown_name_says_which_exist():
+    assert get_perturbation("mute") is PERTURBATIONS["mute"]
+    with pytest.raises(UnknownPerturbationError) as raised:
+        get_perturbation("blur")
+    assert str(raised.value) == "unknown perturbation 'blur'; choose from noise, mute, shuffle, none"

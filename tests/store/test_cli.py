@@ -83,7 +83,7 @@ def test_import_label_undo_export_stats_queue(tmp_path, capsys, make_trace, writ
     out_file = tmp_path / "sw.jsonl"
     assert _run(capsys, "--db", db, "export", "--format", "trl-stepwise", "--out", str(out_file)) == (
         0,
-        f"wrote 1 trl-stepwise records to {out_file}\n",
+        f"wrote 1 trl-stepwise records to {out_file} (video_path relative to {tmp_path})\n",
         "",
     )
     assert json.loads(out_file.read_text())["labels"] == [True, False]
@@ -103,6 +103,8 @@ def test_import_label_undo_export_stats_queue(tmp_path, capsys, make_trace, writ
         "m002_alternatives_and_preferences",
         "m003_guards_and_indexes",
         "m004_extra_fields",
+        "m005_one_synthdec_question",
+        "m006_readable_views",
     ]
 
 

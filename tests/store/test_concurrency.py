@@ -98,7 +98,7 @@ def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path):
         (0, "ack\n", "")
     ] * 4
     with Store.open(path) as store:
-        assert store.db["_sqlite_migrations"].count == 4
+        assert store.db["_sqlite_migrations"].count == 6
 
 
 def _kill_after(proc: subprocess.Popen, acks: int) -> list[str]:

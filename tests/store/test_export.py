@@ -8,6 +8,7 @@ import math
 import pytest
 
 from annotation_db import ExportFormatError, ExportOptions
+from annotation_db.export import datasets_features
 from annotation_db.store import parse_since
 
 T0 = "2025-01-01T00:00:00.000000+00:00"
@@ -113,13 +114,9 @@ GOLDEN = {
             "labeled_at": T2,
         },
     ],
+    # TRL appends <|im_end|> to every completion: the mid-trace step pair is left out (only
+    # pairs at a trace's last step and full paths are written; see test_trl_dpo.py).
     "trl-dpo": [
-        {
-            "prompt": "PROMPT\nThe man runs.<end_of_step>\n",
-            "chosen": "He keeps running.<end_of_step>\n",
-            "rejected": "He is cooking.<end_of_step>\n",
-            **VIDEO,
-        },
         {
             "prompt": "PROMPT\n",
             "chosen": "The man runs.<end_of_step>\nHe falls.<end_of_step>\nThe answer is B.",
@@ -132,19 +129,28 @@ GOLDEN = {
             "prompt": "PROMPT\n",
             "completions": ["The man runs.", "He is cooking."],
             "labels": [True, False],
+            "step_separator": "<end_of_step>\n",
             **VIDEO,
         },
         {
             "prompt": "PROMPT\n",
             "completions": ["The man runs.", "He keeps running."],
             "labels": [True, True],
+            "step_separator": "<end_of_step>\n",
             **VIDEO,
         },
-        {"prompt": "PROMPT\n", "completions": T2_TEXTS, "labels": [True, True, True], **VIDEO},
+        {
+            "prompt": "PROMPT\n",
+            "completions": T2_TEXTS,
+            "labels": [True, True, True],
+            "step_separator": "<end_of_step>\n",
+            **VIDEO,
+        },
     ],
     "step-dpo": [
         {
-            "prompt": "PROMPT\n",
+            "dataset": "reasoning",
+            "prompt": "What does the man do?\nChoose from: A. cooking B. running",
             "initial_reason_steps": "The man runs.<end_of_step>\n",
             "chosen": "He keeps running.<end_of_step>\n",
             "rejected": "He is cooking.<end_of_step>\n",
@@ -167,15 +173,24 @@ def test_exports_load_with_datasets(labeled, fmt, tmp_path):
     datasets = pytest.importorskip("datasets")
     cache = str(tmp_path / "hf-cache")
     out = tmp_path / f"{fmt}.jsonl"
-    assert labeled.export(fmt, out) == {"format": fmt, "path": str(out), "records": len(GOLDEN[fmt])}
+    assert labeled.export(fmt, out) == {
+        "format": fmt,
+        "path": str(out),
+        "records": len(GOLDEN[fmt]),
+        "video_root": str(tmp_path.resolve()),  # the database's folder (/clips/clip.mp4 is outside it)
+    }
     assert [json.loads(line) for line in out.read_text().splitlines()] == GOLDEN[fmt]
-    loaded = datasets.load_dataset("json", data_files=str(out), split="train", cache_dir=cache)
-    assert loaded.to_list() == GOLDEN[fmt]
+    features = datasets_features(fmt)
+    as_json = datasets.load_dataset(
+        "json", data_files=str(out), features=features, split="train", cache_dir=cache
+    )
+    assert as_json.to_list() == GOLDEN[fmt]
     parquet = tmp_path / f"{fmt}.parquet"
     labeled.export(fmt, parquet)
     loaded = datasets.load_dataset("parquet", data_files=str(parquet), split="train", cache_dir=cache)
     assert loaded.to_list() == GOLDEN[fmt]
     assert list(loaded.features) == list(GOLDEN[fmt][0])  # column order as documented
+    assert as_json.features == loaded.features == features  # same types in both files
 
 
 def _pairs(records):
@@ -210,7 +225,13 @@ def test_min_agreement_drops_contested_verdicts(labeled):
         ("full_path", "The answer is B.", ["full_path"], ["alice", "bob"], 1.0, T1),
     ]
     assert labeled.export_records("trl-stepwise", options) == [
-        {"prompt": "PROMPT\n", "completions": ["The man runs."], "labels": [True], **VIDEO},
+        {
+            "prompt": "PROMPT\n",
+            "completions": ["The man runs."],
+            "labels": [True],
+            "step_separator": "<end_of_step>\n",
+            **VIDEO,
+        },
         GOLDEN["trl-stepwise"][1],
         GOLDEN["trl-stepwise"][2],
     ]
@@ -233,7 +254,13 @@ def test_ties_and_unsure_give_no_verdict(store, make_trace):
     assert store.export_records("pdpo") == []
     # Step 0 is undecided (a tie): the trace says nothing; the alternative at 0 needs no prefix.
     assert store.export_records("trl-stepwise") == [
-        {"prompt": "PROMPT\n", "completions": ["a2"], "labels": [False], **VIDEO}
+        {
+            "prompt": "PROMPT\n",
+            "completions": ["a2"],
+            "labels": [False],
+            "step_separator": "<end_of_step>\n",
+            **VIDEO,
+        }
     ]
     store.set_label("carol", "t", 0, "accept")  # now 2 to 1
     assert [

@@ -171,10 +171,18 @@ def test_an_export_that_cannot_be_written_is_one_line_and_exit_2(labeled, tmp_pa
         ExportWriteError,
         match=r"^cannot write .*pairs\.jsonl \(a file stands where its folder should be\); export to another folder$",
     ):
-        labeled.export("pdpo", blocker / "pairs.jsonl")
+        labeled.export("trl-stepwise", blocker / "pairs.jsonl")
     labeled.close()
     code = main(
-        ["--db", str(labeled.path), "export", "--format", "pdpo", "--out", str(blocker / "sub" / "p.jsonl")]
+        [
+            "--db",
+            str(labeled.path),
+            "export",
+            "--format",
+            "trl-stepwise",
+            "--out",
+            str(blocker / "sub" / "p.jsonl"),
+        ]
     )
     out, err = capsys.readouterr()
     assert code == 2 and out == ""

@@ -10,7 +10,14 @@ from sqlite_utils import Database
 from annotation_db import DatabaseOpenError, DatabaseTooNewError, Store
 from annotation_db.migrations import migrations
 
-ALL = ["m001_initial", "m002_alternatives_and_preferences", "m003_guards_and_indexes", "m004_extra_fields"]
+ALL = [
+    "m001_initial",
+    "m002_alternatives_and_preferences",
+    "m003_guards_and_indexes",
+    "m004_extra_fields",
+    "m005_one_synthdec_question",
+    "m006_readable_views",
+]
 
 
 def test_empty_file_gets_every_migration_wal_and_foreign_keys(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from testkit.app_process import free_port
 from training.config import LoraSettings, PDPOConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,14 +119,6 @@ def test_user_errors_exit_2_with_one_line(trained, toy_pairs, tmp_path):
     assert "already holds an adapter" in again.stderr
     missing = run_pdpo("--pairs", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "a"), "--beta", "0")
     assert missing.returncode == 2 and "beta must be positive" in missing.stderr
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_processes_train_the_same_adapter_as_one(trained, toy_pairs, tiny_checkpoint):
