@@ -451,8 +451,6 @@ class Handlers:
         trace_id: str,
         step_index: float,
         blind: bool,
-        error_type: str | None = None,
-        comment: str | None = None,
         desk: dict | None = None,
         request: gr.Request = None,
         profile: gr.OAuthProfile | None = None,

@@ -547,7 +547,8 @@ def _wire_labeling(p: Page, h: ModelHandlers, config: AppConfig) -> None:
     label_inputs = [p.annotator, p.trace_id, p.step_index, *note, p.blind, p.started, p.desk]
     for button, handler in ((p.accept_btn, h.accept), (p.reject_btn, h.reject), (p.unsure_btn, h.unsure)):
         button.click(handler, label_inputs, labeled, api_name=handler.__name__, **quiet)
-    p.undo_btn.click(h.undo, nav_inputs, labeled, api_name="undo", **quiet)
+    undo_inputs = [p.annotator, p.trace_id, p.step_index, p.blind, p.desk]
+    p.undo_btn.click(h.undo, undo_inputs, labeled, api_name="undo", **quiet)
     note_inputs = [p.annotator, p.trace_id, p.step_index, *note, p.blind, p.desk]
     p.error_type.input(h.save_note, note_inputs, [*nav, p.scores_plot], api_visibility="private", **quiet)
     p.comment.blur(h.save_note, note_inputs, [*nav, p.scores_plot], api_visibility="private", **quiet)

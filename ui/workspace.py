@@ -20,7 +20,7 @@ from ui.services import AppError, parse_options
 MAX_QUESTION_CHARS = 1_000
 MAX_OPTION_CHARS = 300
 MAX_OPTIONS = 10
-MAX_COMMENT_CHARS = 2_000
+MAX_COMMENT_CHARS = 10_000  # the store's own limit (annotation_db.store): one rule, checked first here
 MAX_CORRECTION_CHARS = 2_000
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
