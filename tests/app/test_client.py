@@ -224,8 +224,8 @@ def test_errors_are_messages_and_the_app_keeps_serving(app, tmp_path, analysis, 
         )
     with pytest.raises(AppError, match="the question has 30,000 characters; keep it under 1,000"):
         client.predict(*analyze_args(handle_file(str(not_video)), question="q" * 30_000), api_name="/analyze")
-    with pytest.raises(AppError, match="the comment has 2,001 characters"):
-        client.predict("ivan", "q-high", 0, "", "c" * 2001, True, api_name="/accept")
+    with pytest.raises(AppError, match="the comment has 10,001 characters"):
+        client.predict("ivan", "q-high", 0, "", "c" * 10_001, True, api_name="/accept")
     with pytest.raises(AppError, match="the correction has 2,001 characters"):
         client.predict("ivan", "q-high", 0, "c" * 2001, api_name="/correct")
     assert app.studio.store.labels_for_trace("q-high", "ivan") == []

@@ -47,8 +47,8 @@ def test_question_options_and_reference_are_checked_with_one_line_each():
     for args, message in cases:
         with pytest.raises(AppError, match=re.escape(message)):
             workspace.check_question(*args)
-    with pytest.raises(AppError, match="the comment has 2,001 characters"):
-        workspace.check_comment("c" * 2001)
+    with pytest.raises(AppError, match="the comment has 10,001 characters"):
+        workspace.check_comment("c" * 10_001)
     with pytest.raises(AppError, match="the correction is empty"):
         workspace.check_correction("  ")
     with pytest.raises(AppError, match="the correction has 2,001 characters"):
