@@ -81,7 +81,8 @@ from annotation_db.errors import (
     UnknownTraceError,
 )
 from annotation_db.migrations import ERROR_TYPES, VERDICTS, migrations
-from annotation_db.tracejson import TraceFieldError, check_trace, identity_hash, published_trace
+from annotation_db.tracejson import identity_hash, published_trace
+from studio_trace import TraceFormatError, validate_trace_dict
 
 CHOICES = ("alternative", "original")  # what record_preference can prefer
 QUEUE_ORDERS = ("max_score", "oldest", "newest", "fewest_annotators")
@@ -513,8 +514,8 @@ class Store:
         for i, item in enumerate(traces):
             where, data = item if isinstance(item, tuple) else (f"trace {i}", item)
             try:
-                check_trace(data)
-            except TraceFieldError as exc:
+                validate_trace_dict(data)
+            except TraceFormatError as exc:
                 raise ImportFormatError(f"{where}: {exc} (nothing was imported)") from None
             items.append((where, data))
         return self._insert_traces(items)
@@ -539,7 +540,7 @@ class Store:
             entry = _parse_json(where, line)
             try:
                 trace = published_trace(entry, manifest.parent, now)
-            except TraceFieldError as exc:
+            except TraceFormatError as exc:
                 raise ImportFormatError(f"{where}: {exc} (nothing was imported)") from None
             if trace is None:
                 without += 1

@@ -18,7 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("inference.cli.run", "reason about a clip and print the Trace"),
     "alternatives": ("inference.cli.alternatives", "sample alternative steps for one step of a Trace"),
     "rollouts": ("inference.cli.rollouts", "expected correctness of a step (and alternatives) by rollouts"),
-    "batch": ("inference.batch.run", "Traces for every question of a manifest, on one or many GPUs (accelerate)"),
+    "batch": (
+        "inference.batch.run",
+        "Traces for every question of a manifest, on one or many GPUs (accelerate)",
+    ),
 }
 
 

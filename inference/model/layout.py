@@ -15,7 +15,7 @@ AV_PLACEHOLDER_ID = -200  # IMAGE_TOKEN_INDEX in the official code (llava/consta
 VIDEO_TOKENS_PER_FRAME = 182  # 13 rows x (13 pooled patches + 1 newline)
 AUDIO_TOKENS_PER_CHUNK = 150  # one Q-Former query per 0.2 s window of a 30 s chunk
 AUDIO_CHUNK_SECONDS = 30.0
-WHISPER_FRAMES_PER_SECOND = 50
+WHISPER_FRAMES_PER_SECOND = 50  # Whisper encoder output rate: 1500 frames per 30 s chunk
 
 
 @dataclass(frozen=True)

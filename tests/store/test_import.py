@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from annotation_db import ImportFormatError, Store, TraceConflictError
-from annotation_db.tracejson import SYNTHDEC_QUESTION, TRACE_SCHEMA_VERSION, file_sha256, prompt_text
+from annotation_db.tracejson import file_sha256, published_prompt
+from studio_trace import SYNTHDEC_QUESTION
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -140,9 +141,8 @@ def test_clip_facts_are_filled_in_not_overwritten(store, make_trace):
 
 def test_trace_from_inference_is_accepted(store):
     """The Trace dataclass of studio_trace/trace.py is the schema; its JSON must import as is."""
-    from studio_trace import SCHEMA_VERSION, Alternative, ClipInfo, Step, Trace
+    from studio_trace import Alternative, ClipInfo, Step, Trace
 
-    assert SCHEMA_VERSION == TRACE_SCHEMA_VERSION
     trace = Trace(
         question="q",
         clip=ClipInfo(sha256="f" * 64, name="c.mp4"),
@@ -230,7 +230,7 @@ def test_import_published_with_a_missing_clip_imports_nothing(store, tmp_path):
 def test_published_prompts_match_inference_prompts():
     prompts = pytest.importorskip("inference.model.prompts")
     for question, options in [("Why?", ["x", "y", "z"]), ("What happens?", None), (SYNTHDEC_QUESTION, None)]:
-        kind, text = prompt_text(question, options)
+        kind, text = published_prompt(question, options)
         user = prompts.build_user_text(kind, "" if kind == "synthdec" else question, options)
         assert text == prompts.prompt_text(user)
 
