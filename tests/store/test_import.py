@@ -11,7 +11,7 @@ import pytest
 
 from annotation_db import ImportFormatError, Store, TraceConflictError
 from annotation_db.tracejson import file_sha256, published_prompt
-from studio_trace import SYNTHDEC_QUESTION, Alternative, ClipInfo, Step, Trace
+from studio_trace import SYNTHDEC_QUESTION, Alternative, ClipInfo, Step, Trace, TraceFormatError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,6 +112,9 @@ def test_malformed_traces_are_rejected_with_a_reason(store, make_trace, change, 
     change(trace)
     with pytest.raises(ImportFormatError, match=message):
         store.add_trace(trace)
+    # One validation: the Trace itself refuses the same dict for the same reason.
+    with pytest.raises(TraceFormatError, match=message):
+        Trace.from_dict(trace)
 
 
 def test_same_id_with_other_content_is_a_conflict(store, make_trace, write_jsonl, tmp_path):
