@@ -3,8 +3,8 @@
 Importing this package opens nothing. ``Store.open(path)`` creates or migrates a database;
 see ``annotation_db.store`` for the verbs, ``annotation_db.export`` for the training formats,
 ``annotation_db.stats`` for agreement and calibration, and ``python -m annotation_db --help``.
-It takes Traces as plain dicts (their JSON form, defined in ``studio_trace/trace.py``) and never
-imports ``inference``, torch or gradio.
+It takes ``studio_trace.Trace`` objects or their JSON form and gives back ``StoredTrace``s (the
+Trace and its row ids); it never imports ``inference``, torch or gradio (tests/test_layers.py).
 """
 
 from annotation_db.errors import (
@@ -32,7 +32,7 @@ from annotation_db.errors import (
 )
 from annotation_db.export import DEFAULT_MU, FORMATS, ExportOptions
 from annotation_db.migrations import ERROR_TYPES, VERDICTS
-from annotation_db.store import QUEUE_ORDERS, Store, StoreConfig
+from annotation_db.store import QUEUE_ORDERS, Store, StoreConfig, StoredTrace
 
 __all__ = [
     "DEFAULT_MU",
@@ -55,6 +55,7 @@ __all__ = [
     "Store",
     "StoreBusyError",
     "StoreConfig",
+    "StoredTrace",
     "StoreError",
     "StoreFullError",
     "StoreIOError",

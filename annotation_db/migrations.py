@@ -236,7 +236,8 @@ def m005_one_synthdec_question(db: Database) -> None:
     before, the app and ``run`` stored "", ``import-published`` the manifest's text, so full-path
     pairs between them were missed. The identity hash is recomputed with the new question, so
     importing the same file again still finds the trace stored."""
-    from annotation_db.tracejson import SYNTHDEC_QUESTION, identity_hash
+    from annotation_db.tracejson import identity_hash
+    from studio_trace import SYNTHDEC_QUESTION
 
     rows = db.execute(
         "SELECT id, clip_sha256, options, prompt FROM traces WHERE prompt_kind = 'synthdec' AND question != ?",
