@@ -106,10 +106,12 @@ def calibration(scored: Sequence[tuple[float, bool]], bins: int = 10) -> list[di
     return out
 
 
-def compute(db: Database) -> dict[str, Any]:
+def compute(db: Database, rule: Any = None) -> dict[str, Any]:
     """All statistics of the store (keys: labels, verdicts, error_types, annotators,
     agreement {pairs, krippendorff_alpha, items_multiply_labeled}, calibration {steps, auroc,
-    deciles})."""
+    deciles}, and over the labels resolved by ``rule`` (a ``resolution.ResolutionRule``,
+    default majority): resolution, review, annotator_quality, error_analysis; see
+    ``annotation_db.analysis``)."""
     rows = db.execute("SELECT step_id, alternative_id, annotator, verdict, error_type FROM labels").fetchall()
     verdicts = {v: 0 for v in VERDICTS}
     error_types = {e: 0 for e in ERROR_TYPES}
@@ -162,4 +164,49 @@ def compute(db: Database) -> dict[str, Any]:
             "items_multiply_labeled": len(multi),
         },
         "calibration": {"steps": len(scored), "auroc": auroc(scored), "deciles": calibration(scored)},
+        **resolved_figures(db, rule),
     }
+
+
+def resolved_figures(db: Database, rule: Any = None) -> dict[str, Any]:
+    """The figures over resolved labels: resolution, review, annotator_quality, error_analysis."""
+    # Imported here: analysis uses this module's auroc.
+    from annotation_db import analysis, review
+    from annotation_db.resolution import ResolutionRule, read_items, resolve_items
+
+    rule = rule or ResolutionRule()
+    resolved = resolve_items(db, rule)
+    labels, _ = read_items(db)
+    times: dict[str, list[float]] = defaultdict(list)
+    for name, spent in db.execute("SELECT annotator, time_spent_s FROM labels WHERE time_spent_s > 0"):
+        times[name].append(spent)
+    roles = dict(db.execute("SELECT name, role FROM annotators").fetchall())
+    statuses = Counter(r.status for r in resolved.values())
+    reviews = dict(db.execute("SELECT status, count(*) FROM reviews GROUP BY status").fetchall())
+    pending = review.queue(db, rule)
+    return {
+        "resolution": {
+            "rule": rule.to_dict(),
+            "items": len(resolved),
+            "verdicts": {v: sum(r.verdict == v for r in resolved.values()) for v in ("accept", "reject")},
+            "by_status": {s: statuses.get(s, 0) for s in RESOLUTION_STATUSES},
+        },
+        "review": {
+            "decided": reviews.get("decided", 0),
+            "sent_back": reviews.get("sent_back", 0),
+            "to_review": len(pending),
+        },
+        "annotator_quality": analysis.annotator_quality(labels, resolved, rule, times, roles),
+        "error_analysis": analysis.error_analysis(analysis.read_steps(db), resolved),
+    }
+
+
+RESOLUTION_STATUSES = (
+    "adjudicated",
+    "sent_back",
+    "aggregated",
+    "unlabeled",
+    "too_few_labels",
+    "tie",
+    "low_agreement",
+)

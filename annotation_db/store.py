@@ -81,6 +81,7 @@ from annotation_db.errors import (
     UnknownTraceError,
 )
 from annotation_db.migrations import ERROR_TYPES, VERDICTS, migrations
+from annotation_db.store_review import ReviewVerbs  # roles, review, resolution, analysis (issue 16)
 from annotation_db.tracejson import TraceFieldError, check_trace, identity_hash, published_trace
 
 CHOICES = ("alternative", "original")  # what record_preference can prefer
@@ -217,8 +218,9 @@ _LABEL_KEYS = (
 _EVENT_KEYS = ("id", "action", "verdict", "error_type", "comment", "time_spent_s", "prev_event_id", "at")
 
 
-class Store:
-    """One annotation database. Create with ``Store.open(path)``; close with ``close()``."""
+class Store(ReviewVerbs):
+    """One annotation database. Create with ``Store.open(path)``; close with ``close()``.
+    The verbs of roles, review, resolved labels and analysis come from ``ReviewVerbs``."""
 
     def __init__(self, path: Path, config: StoreConfig, clock: Callable[[], datetime]) -> None:
         self.path = path

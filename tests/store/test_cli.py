@@ -103,6 +103,7 @@ def test_import_label_undo_export_stats_queue(tmp_path, capsys, make_trace, writ
         "m002_alternatives_and_preferences",
         "m003_guards_and_indexes",
         "m004_extra_fields",
+        "m005_review_roles_and_adjudication",
     ]
 
 

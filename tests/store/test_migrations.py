@@ -10,7 +10,13 @@ from sqlite_utils import Database
 from annotation_db import DatabaseOpenError, DatabaseTooNewError, Store
 from annotation_db.migrations import migrations
 
-ALL = ["m001_initial", "m002_alternatives_and_preferences", "m003_guards_and_indexes", "m004_extra_fields"]
+ALL = [
+    "m001_initial",
+    "m002_alternatives_and_preferences",
+    "m003_guards_and_indexes",
+    "m004_extra_fields",
+    "m005_review_roles_and_adjudication",
+]
 
 
 def test_empty_file_gets_every_migration_wal_and_foreign_keys(tmp_path):
@@ -32,6 +38,10 @@ def test_empty_file_gets_every_migration_wal_and_foreign_keys(tmp_path):
             "alternatives",
             "preferences",
             "preference_events",
+            "role_events",
+            "review_events",
+            "reviews",
+            "clip_kinds",
         }
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

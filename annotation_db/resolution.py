@@ -1,0 +1,346 @@
+"""The label that training sees: one resolved verdict per item, and how it was decided.
+
+An item is an original step or an alternative. Its **resolved verdict**, in this order:
+
+1. **A reviewer's decision** (``reviews``, status decided): final, whatever the annotators said.
+2. **Sent back** by a reviewer (with a note): no verdict until a reviewer decides it, so a step
+   a reviewer found unclear never reaches training on the annotators' first say.
+3. **Aggregation of the annotators' labels** by ``ResolutionRule``. Unsure counts for nothing.
+   ``majority`` (default): accept or reject, whichever has more votes; a tie decides nothing.
+   ``dawid_skene``: the class with the higher posterior under the Dawid-Skene annotator model
+   (below). Either way the item needs at least ``min_labels`` accept/reject votes and a
+   ``confidence`` (majority: the winning share of votes; Dawid-Skene: the posterior) of at least
+   ``min_agreement``; otherwise it has no verdict and ``status`` says why.
+
+Each ``Resolution`` records how it was decided (``decided_by``, ``status``), the vote counts,
+``agreement`` (votes for the resolved verdict / accept + reject votes; for a reviewer's decision
+that is the annotators' agreement with the reviewer), and whether it was adjudicated.
+
+**Dawid-Skene** (A. P. Dawid and A. M. Skene, "Maximum Likelihood Estimation of Observer
+Error-Rates Using the EM Algorithm", Applied Statistics 28(1):20-28, 1979): each annotator has a
+confusion matrix (P(says l | truth k)); EM alternates the items' class posteriors (E) and the
+class priors and confusion matrices (M), starting from the vote shares. It earns its place when
+annotators differ in skill and labels overlap: an accurate minority outvotes careless ones
+(tests/store/test_resolution.py has such a case where it beats majority). With one label per
+item it can only reproduce that label; keep ``majority`` then.
+
+**Human decisions against rollouts** (``directed_soft_label``): every training pair comes from
+a human decision (a verdict or a preference), so the human fixes the direction and the rollouts
+only set the strength: soft_label = max(0.5, sigma((p(chosen) - p(rejected)) / mu)). Rollouts that
+favour the rejected candidate weaken the pair to 0.5 (no preference) and never reverse it; such
+a pair is flagged ``rollout_conflict``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+from sqlite_utils import Database
+
+METHODS = ("majority", "dawid_skene")
+CLASSES = ("accept", "reject")
+
+
+@dataclass(frozen=True)
+class ResolutionRule:
+    """How annotators' labels combine when no reviewer decided."""
+
+    method: str = "majority"  # the simplest rule anyone can check by hand; see the module doc
+    min_labels: int = 1  # accept/reject votes an item needs; 1 keeps single-annotator projects usable
+    min_agreement: float = 0.0  # confidence an item needs (0..1); 0 = any strict majority
+    # EM settings (Dawid-Skene only): enough for binary labels to settle to 1e-6.
+    max_iterations: int = 100
+    tolerance: float = 1e-6
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {self.method!r}")
+        if not isinstance(self.min_labels, int) or self.min_labels < 1:
+            raise ValueError(f"min_labels must be an integer >= 1, not {self.min_labels!r}")
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise ValueError(f"min_agreement must be a fraction between 0 and 1, not {self.min_agreement!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "min_labels": self.min_labels, "min_agreement": self.min_agreement}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The resolved verdict of one item and how it was decided."""
+
+    verdict: str | None  # accept | reject | None (no verdict: see status)
+    error_type: str | None  # the reviewer's, else the commonest among the rejecting labels
+    # adjudicated | sent_back | aggregated | unlabeled | too_few_labels | tie | low_agreement
+    status: str
+    decided_by: str | None  # "reviewer" | the rule's method | None
+    adjudicated: bool
+    reviewer: str | None
+    n_annotators: int  # everyone with a current label, unsure included
+    accept: int
+    reject: int
+    unsure: int
+    agreement: float | None  # votes for the verdict / (accept + reject); None without votes
+    confidence: float | None  # majority: winning share; Dawid-Skene: posterior of the verdict
+    annotators: tuple[str, ...]  # sorted names of the accept/reject voters
+    labeled_at: str  # newest label or review change behind it ("" when none)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["annotators"] = list(self.annotators)
+        return out
+
+
+class ItemLabel(NamedTuple):
+    annotator: str
+    verdict: str
+    error_type: str | None
+    updated_at: str
+
+
+class ItemReview(NamedTuple):
+    status: str  # decided | sent_back
+    verdict: str | None
+    error_type: str | None
+    reviewer: str
+    updated_at: str
+
+
+def plurality_error_type(labels: Iterable[ItemLabel]) -> str | None:
+    """The commonest error type among rejecting labels; a tie or none gives None."""
+    counts = Counter(lab.error_type for lab in labels if lab.verdict == "reject" and lab.error_type)
+    ranked = counts.most_common()
+    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
+def resolve(
+    labels: list[ItemLabel],
+    review: ItemReview | None,
+    rule: ResolutionRule,
+    posterior_reject: float | None = None,
+) -> Resolution:
+    """One item's resolution (pure). ``posterior_reject`` is its Dawid-Skene P(reject) when the
+    rule's method is dawid_skene (from ``dawid_skene``), else ignored."""
+    accept = sum(lab.verdict == "accept" for lab in labels)
+    reject = sum(lab.verdict == "reject" for lab in labels)
+    unsure = len(labels) - accept - reject
+    votes = accept + reject
+    voters = tuple(sorted(lab.annotator for lab in labels if lab.verdict != "unsure"))
+    stamps = [lab.updated_at for lab in labels] + ([review.updated_at] if review else [])
+    base = {
+        "n_annotators": len(labels),
+        "accept": accept,
+        "reject": reject,
+        "unsure": unsure,
+        "annotators": voters,
+        "labeled_at": max(stamps, default=""),
+    }
+
+    def share(verdict: str | None) -> float | None:
+        if not votes or verdict is None:
+            return None
+        return (accept if verdict == "accept" else reject) / votes
+
+    if review is not None:
+        decided = review.status == "decided"
+        return Resolution(
+            verdict=review.verdict if decided else None,
+            error_type=review.error_type if decided else None,
+            status="adjudicated" if decided else "sent_back",
+            decided_by="reviewer" if decided else None,
+            adjudicated=decided,
+            reviewer=review.reviewer,
+            agreement=share(review.verdict),
+            confidence=1.0 if decided else None,
+            **base,
+        )
+    verdict, confidence, status = aggregate(accept, reject, rule, posterior_reject)
+    return Resolution(
+        verdict=verdict,
+        error_type=plurality_error_type(labels) if verdict == "reject" else None,
+        status=status,
+        decided_by=rule.method if verdict else None,
+        adjudicated=False,
+        reviewer=None,
+        agreement=share(verdict) if verdict else (max(accept, reject) / votes if votes else None),
+        confidence=confidence,
+        **base,
+    )
+
+
+def aggregate(
+    accept: int, reject: int, rule: ResolutionRule, posterior_reject: float | None
+) -> tuple[str | None, float | None, str]:
+    """(verdict, confidence, status) of the annotators' votes under ``rule``."""
+    votes = accept + reject
+    if votes == 0:
+        return None, None, "unlabeled"
+    if rule.method == "dawid_skene" and posterior_reject is not None:
+        p = posterior_reject
+        verdict = "reject" if p > 0.5 else "accept" if p < 0.5 else None
+        confidence = max(p, 1.0 - p)
+    else:
+        verdict = "accept" if accept > reject else "reject" if reject > accept else None
+        confidence = max(accept, reject) / votes
+    if votes < rule.min_labels:
+        return None, confidence, "too_few_labels"
+    if verdict is None:
+        return None, confidence, "tie"
+    if confidence < rule.min_agreement:
+        return None, confidence, "low_agreement"
+    return verdict, confidence, "aggregated"
+
+
+# ---------------------------------------------------------------------- Dawid-Skene (pure)
+
+
+class DawidSkeneFit(NamedTuple):
+    posteriors: dict[Hashable, dict[str, float]]  # item -> class -> probability
+    priors: dict[str, float]  # class -> probability
+    confusion: dict[str, dict[str, dict[str, float]]]  # annotator -> truth -> said -> probability
+    iterations: int
+
+
+def dawid_skene(
+    items: Mapping[Hashable, Mapping[str, str]],
+    classes: tuple[str, ...] = CLASSES,
+    *,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+    smoothing: float = 0.01,
+) -> DawidSkeneFit:
+    """Fit the Dawid-Skene model by EM. ``items``: item -> {annotator: class}. Items without a
+    label are left out. ``smoothing`` is a pseudo-count added to every confusion cell and prior
+    so that a class an annotator never used does not get probability 0 (which EM cannot leave).
+    Starts from the vote shares (Dawid and Skene's own initialisation)."""
+    labeled = {item: dict(votes) for item, votes in items.items() if votes}
+    annotators = sorted({a for votes in labeled.values() for a in votes})
+    post = {}
+    for item, votes in labeled.items():
+        counts = Counter(votes.values())
+        post[item] = {k: counts[k] / len(votes) for k in classes}
+    priors: dict[str, float] = {}
+    confusion: dict[str, dict[str, dict[str, float]]] = {}
+    iteration = 0
+    for iteration in range(1, max_iterations + 1):
+        priors, confusion = _m_step(labeled, post, classes, annotators, smoothing)
+        new_post = {item: _e_step(votes, classes, priors, confusion) for item, votes in labeled.items()}
+        change = max(
+            (abs(new_post[i][k] - post[i][k]) for i in labeled for k in classes),
+            default=0.0,
+        )
+        post = new_post
+        if change < tolerance:
+            break
+    return DawidSkeneFit(post, priors, confusion, iteration)
+
+
+def _m_step(labeled, post, classes, annotators, smoothing):
+    total = sum(post[i][k] for i in labeled for k in classes)
+    priors = {
+        k: (sum(post[i][k] for i in labeled) + smoothing) / (total + smoothing * len(classes))
+        for k in classes
+    }
+    counts = {a: {k: dict.fromkeys(classes, smoothing) for k in classes} for a in annotators}
+    for item, votes in labeled.items():
+        for annotator, said in votes.items():
+            for k in classes:
+                counts[annotator][k][said] += post[item][k]
+    confusion = {
+        a: {k: {s: c / sum(row.values()) for s, c in row.items()} for k, row in rows.items()}
+        for a, rows in counts.items()
+    }
+    return priors, confusion
+
+
+def _e_step(votes, classes, priors, confusion) -> dict[str, float]:
+    # In log space: a long list of votes would underflow a product of probabilities.
+    logs = {
+        k: math.log(priors[k]) + sum(math.log(confusion[a][k][said]) for a, said in votes.items())
+        for k in classes
+    }
+    top = max(logs.values())
+    weights = {k: math.exp(v - top) for k, v in logs.items()}
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
+
+
+# ---------------------------------------------------------------------- rollouts vs humans (pure)
+
+
+class SoftLabel(NamedTuple):
+    value: float  # the pDPO target a for chosen over rejected, in [0.5, 1]
+    rollout_value: float | None  # sigma((p(chosen) - p(rejected)) / mu) alone; None without rollouts
+    conflict: bool  # the rollouts favour the rejected candidate
+
+
+def directed_soft_label(
+    p_chosen: float | None, p_rejected: float | None, mu: float, *, floor: float = 0.5
+) -> SoftLabel:
+    """The soft label of a pair a human (annotators or a reviewer) decided: the human fixes the
+    direction, the rollouts' expected correctness p only the strength (module doc). Without
+    rollouts on both candidates: 1.0, as a hard label."""
+    if p_chosen is None or p_rejected is None:
+        return SoftLabel(1.0, None, False)
+    rollout = 1.0 / (1.0 + math.exp(-(p_chosen - p_rejected) / mu))
+    return SoftLabel(max(floor, rollout), rollout, p_chosen < p_rejected)
+
+
+# ---------------------------------------------------------------------- from the store
+
+
+Key = tuple[int, int | None]  # (step_id, alternative_id): one item
+
+
+def read_items(
+    db: Database, annotators: Iterable[str] | None = None
+) -> tuple[dict[Key, list[ItemLabel]], dict[Key, ItemReview]]:
+    """Every item's current labels (only ``annotators``' if given) and review state."""
+    where, args = "", []
+    if annotators:
+        names = list(annotators)
+        where = f" WHERE annotator IN ({','.join('?' * len(names))})"
+        args = names
+    labels: dict[Key, list[ItemLabel]] = {}
+    for step_id, alt_id, who, verdict, error_type, updated in db.execute(
+        f"SELECT step_id, alternative_id, annotator, verdict, error_type, updated_at FROM labels{where} "
+        "ORDER BY step_id, alternative_id, annotator",
+        args,
+    ).fetchall():
+        labels.setdefault((step_id, alt_id), []).append(ItemLabel(who, verdict, error_type, updated))
+    reviews = {
+        (r[0], r[1]): ItemReview(*r[2:])
+        for r in db.execute(
+            "SELECT step_id, alternative_id, status, verdict, error_type, reviewer, updated_at FROM reviews"
+        ).fetchall()
+    }
+    return labels, reviews
+
+
+def resolve_items(
+    db: Database, rule: ResolutionRule | None = None, annotators: Iterable[str] | None = None
+) -> dict[Key, Resolution]:
+    """The resolution of every item with a label or a review, keyed by (step_id, alternative_id)
+    (alternative_id None for the original step). ``annotators``: count only their labels (a
+    reviewer's decision still counts). This is what every export should take its verdicts from:
+    run it inside the export's read transaction."""
+    rule = rule or ResolutionRule()
+    labels, reviews = read_items(db, annotators)
+    posteriors: dict[Key, float] = {}
+    if rule.method == "dawid_skene":
+        fit = dawid_skene(
+            {
+                k: {lab.annotator: lab.verdict for lab in v if lab.verdict != "unsure"}
+                for k, v in labels.items()
+            },
+            max_iterations=rule.max_iterations,
+            tolerance=rule.tolerance,
+        )
+        posteriors = {k: p["reject"] for k, p in fit.posteriors.items()}
+    keys = sorted(set(labels) | set(reviews), key=lambda k: (k[0], -1 if k[1] is None else k[1]))
+    return {k: resolve(labels.get(k, []), reviews.get(k), rule, posteriors.get(k)) for k in keys}
