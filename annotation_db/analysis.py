@@ -264,8 +264,12 @@ def model_comparison(steps: list[StepFacts], resolved: dict) -> dict[str, Any]:
                     "base": BASE,
                     "model": version,
                     "clips": len(common),
-                    BASE: _version_figures([s for s in by_version[BASE] if s.unit in common], resolved),
-                    version: _version_figures([s for s in by_version[version] if s.unit in common], resolved),
+                    "base_figures": _version_figures(
+                        [s for s in by_version[BASE] if s.unit in common], resolved
+                    ),
+                    "model_figures": _version_figures(
+                        [s for s in by_version[version] if s.unit in common], resolved
+                    ),
                 }
             )
     return {
