@@ -346,3 +346,38 @@ def resolve_items(
         posteriors = {k: p["reject"] for k, p in fit.posteriors.items()}
     keys = sorted(set(labels) | set(reviews), key=lambda k: (k[0], -1 if k[1] is None else k[1]))
     return {k: resolve(labels.get(k, []), reviews.get(k), rule, posteriors.get(k)) for k in keys}
+
+
+# ---------------------------------------------------------------------- for exports (pure)
+
+
+def passes(
+    resolution: Resolution,
+    *,
+    min_annotators: int = 0,
+    min_agreement: float = 0.0,
+    adjudicated: bool | None = None,
+) -> bool:
+    """Whether an export keeps an item's verdict. ``adjudicated``: True keeps only reviewers'
+    decisions, False only aggregated verdicts, None both. ``min_annotators`` (accept/reject
+    voters) and ``min_agreement`` apply to aggregated verdicts only: a reviewer's decision is
+    final however the annotators split."""
+    if resolution.verdict is None:
+        return False
+    if adjudicated is not None and resolution.adjudicated != adjudicated:
+        return False
+    if resolution.adjudicated:
+        return True
+    return len(resolution.annotators) >= min_annotators and (resolution.agreement or 0.0) >= min_agreement
+
+
+def record_fields(resolution: Resolution) -> dict[str, Any]:
+    """How a record's label was decided, as export columns: label_source (reviewer | majority |
+    dawid_skene), adjudicated, n_annotators (accept/reject voters), agreement, confidence."""
+    return {
+        "label_source": resolution.decided_by,
+        "adjudicated": resolution.adjudicated,
+        "n_annotators": len(resolution.annotators),
+        "agreement": resolution.agreement,
+        "confidence": resolution.confidence,
+    }

@@ -30,7 +30,7 @@ from sqlite_utils import Database
 
 from annotation_db.errors import InvalidReviewError, NothingToUndoError, PermissionDeniedError
 from annotation_db.migrations import ERROR_TYPES
-from annotation_db.resolution import ItemLabel, ItemReview, ResolutionRule, resolve, resolve_items
+from annotation_db.resolution import ItemLabel, ItemReview, Resolution, ResolutionRule, resolve, resolve_items
 
 MAX_NOTE_CHARS = 10_000  # as a label comment
 _EVENT_KEYS = (
@@ -281,11 +281,13 @@ def queue(
     include_reviewed: bool = False,
     trace_id: str | None = None,
     limit: int | None = None,
+    resolutions: dict[tuple[int, int | None], Resolution] | None = None,
 ) -> list[dict[str, Any]]:
     """Items for review in import order (trace, step, original before alternatives); see the
     module doc. ``include_reviewed`` also lists every item that has a review (reason
     ``reviewed``). Each item: trace_id, step_index, alternative_id, item_kind, reasons, labels
-    (every annotator's), review, resolution."""
+    (every annotator's), review, resolution. ``resolutions``: those of ``resolve_items`` when
+    the caller has them (else computed here)."""
     where, args = "", []
     if trace_id is not None:
         where, args = " WHERE s.trace_id = ?", [trace_id]
@@ -302,16 +304,24 @@ def queue(
             {"trace_id": r[2], "step_index": r[3], "alternative_id": r[1], "labels": []},
         )
         item["labels"].append(dict(zip(_LABEL_KEYS, r[4:], strict=True)))
-    resolutions = resolve_items(db, rule) if rule.method == "dawid_skene" else {}
+    keys = ("status", "verdict", "error_type", "note", "reviewer", "updated_at")
+    reviews = {
+        (r[0], r[1]): dict(zip(keys, r[2:], strict=True))
+        for r in db.execute(
+            "SELECT step_id, alternative_id, status, verdict, error_type, note, reviewer, updated_at FROM reviews"
+        ).fetchall()
+    }
+    if resolutions is None and rule.method == "dawid_skene":
+        resolutions = resolve_items(db, rule)
     out = []
     for (step_id, alt_id), item in items.items():
-        review = current(db, step_id, alt_id)
+        review = reviews.get((step_id, alt_id))
         why = reasons(item["labels"], review, sampled(seed, step_id, alt_id, sample_rate))
         if not why and include_reviewed and review is not None:
             why = ["reviewed"]
         if not why:
             continue
-        resolution = resolutions.get((step_id, alt_id)) or resolve(
+        resolution = (resolutions or {}).get((step_id, alt_id)) or resolve(
             _item_labels(item["labels"]), _item_review(review), rule
         )
         out.append(

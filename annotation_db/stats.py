@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -183,7 +184,7 @@ def resolved_figures(db: Database, rule: Any = None) -> dict[str, Any]:
     roles = dict(db.execute("SELECT name, role FROM annotators").fetchall())
     statuses = Counter(r.status for r in resolved.values())
     reviews = dict(db.execute("SELECT status, count(*) FROM reviews GROUP BY status").fetchall())
-    pending = review.queue(db, rule)
+    pending = review.queue(db, rule, resolutions=resolved)
     return {
         "resolution": {
             "rule": rule.to_dict(),
@@ -210,3 +211,57 @@ RESOLUTION_STATUSES = (
     "tie",
     "low_agreement",
 )
+
+
+# ---------------------------------------------------------------------- text summary
+
+
+def _pct(figure: dict[str, Any]) -> str:
+    """A rate figure as "12.5% [8.1, 18.7] (20/160)"; "n/a" over no items."""
+    if not figure["n"]:
+        return "n/a (0)"
+    lo, hi = figure["ci"]
+    return f"{100 * figure['rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({figure['k']}/{figure['n']})"
+
+
+def format_resolved(stats: dict[str, Any]) -> list[str]:
+    """The resolution, review, quality and error-analysis figures as short text lines."""
+    res, rule = stats["resolution"], stats["resolution"]["rule"]
+    lines = [
+        f"resolution ({rule['method']}, at least {rule['min_labels']} votes and agreement "
+        f"{rule['min_agreement']:.2f}): {res['items']} items, accept {res['verdicts']['accept']}, "
+        f"reject {res['verdicts']['reject']}; "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in res["by_status"].items()),
+        "review: decided {decided}, sent back {sent_back}, to review {to_review}".format(**stats["review"]),
+        "annotator quality:",
+    ]
+    for name, q in stats["annotator_quality"].items():
+        time = "n/a" if q["mean_time_per_item_s"] is None else f"{q['mean_time_per_item_s']:.1f} s"
+        unsure = "n/a" if q["unsure_share"] is None else f"{100 * q['unsure_share']:.0f}%"
+        lines.append(
+            f"  {name} ({q['role']}): agrees with resolved {_pct(q['agreement_with_resolved'])}, "
+            f"with others {_pct(q['agreement_with_others'])}; {time} per item, unsure {unsure}"
+        )
+    ea = stats["error_analysis"]
+    lines.append(f"error analysis: {ea['rejected']} of {ea['steps']} resolved steps rejected")
+    lines.append("  by error type: " + ", ".join(f"{k} {v}" for k, v in ea["by_error_type"].items()))
+    for title, key in (("clip kind", "by_clip_kind"), ("position", "by_position")):
+        for g in ea[key]:
+            lines.append(f"  {title} {g['group']}: rejected {_pct(g)}")
+    for p in ea["perturbations"]:
+        lo, hi = p["ci"] if p["ci"] else (math.nan, math.nan)
+        value = "n/a" if p["auroc"] is None else f"{p['auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+        lines.append(
+            f"  AUROC of {p['score']} for {p['error_type']}: {value} ({p['positives']} rejected, {p['negatives']} accepted)"
+        )
+    for version, f in ea["models"]["versions"].items():
+        lines.append(
+            f"  model {version}: accuracy {_pct(f['accuracy'])}, reject rate {_pct(f['reject_rate'])}"
+        )
+    for c in ea["models"]["comparisons"]:
+        b, m = c["base_figures"], c["model_figures"]
+        lines.append(
+            f"  {c['base']} vs {c['model']} on {c['clips']} shared clips: accuracy {_pct(b['accuracy'])} -> "
+            f"{_pct(m['accuracy'])}; reject rate {_pct(b['reject_rate'])} -> {_pct(m['reject_rate'])}"
+        )
+    return lines

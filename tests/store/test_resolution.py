@@ -15,6 +15,8 @@ from annotation_db.resolution import (
     ResolutionRule,
     dawid_skene,
     directed_soft_label,
+    passes,
+    record_fields,
     resolve,
 )
 
@@ -202,3 +204,29 @@ def test_store_resolved_labels(store, make_trace):
         (1, None, "reject"),  # the reviewer's decision still counts
         (0, None, "accept"),
     ]
+
+
+def test_export_filters_and_record_fields():
+    labels = _labels(("a", "accept", None), ("b", "accept", None), ("c", "reject", "other"))
+    aggregated = resolve(labels, None, ResolutionRule())
+    decided = resolve(labels, ItemReview("decided", "reject", None, "rita", T2), ResolutionRule())
+    held = resolve(labels, ItemReview("sent_back", None, None, "rita", T2), ResolutionRule())
+    assert [passes(r) for r in (aggregated, decided, held)] == [True, True, False]
+    assert [passes(r, min_agreement=0.7) for r in (aggregated, decided)] == [False, True]
+    assert [passes(r, min_annotators=4) for r in (aggregated, decided)] == [False, True]
+    assert [passes(r, adjudicated=True) for r in (aggregated, decided)] == [False, True]
+    assert [passes(r, adjudicated=False) for r in (aggregated, decided)] == [True, False]
+    assert record_fields(aggregated) == {
+        "label_source": "majority",
+        "adjudicated": False,
+        "n_annotators": 3,
+        "agreement": 2 / 3,
+        "confidence": 2 / 3,
+    }
+    assert record_fields(decided) == {
+        "label_source": "reviewer",
+        "adjudicated": True,
+        "n_annotators": 3,
+        "agreement": 1 / 3,
+        "confidence": 1.0,
+    }
