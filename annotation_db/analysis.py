@@ -213,13 +213,14 @@ def error_analysis(
     rejected = [(s, r) for s, r in decided if r.verdict == "reject"]
     by_type = Counter(_error_type(r) for _, r in rejected)
     names = sorted({name for s, _ in decided for name in s.scores})
+    typed = [(s.scores, r.verdict == "reject", _error_type(r)) for s, r in decided]
     perturbations = []
     for name in names:
         for target in ("any", *ERROR_TYPES, "unspecified"):
             scored = [
-                (s.scores[name], r.verdict == "reject")
-                for s, r in decided
-                if name in s.scores and (r.verdict == "accept" or target in ("any", _error_type(r)))
+                (scores[name], rejected)
+                for scores, rejected, kind in typed
+                if name in scores and (not rejected or target in ("any", kind))
             ]
             if any(positive for _, positive in scored):
                 perturbations.append({"score": name, "error_type": target, **auroc_entry(scored)})
@@ -291,6 +292,7 @@ def annotator_quality(
     """Per annotator: role, labels, unsure share, time per item, agreement with the resolved
     verdicts (leave-one-out, module doc) and with the other annotators. ``times``: each
     annotator's seconds per labeled item (labels with a recorded time)."""
+    majority = ResolutionRule("majority", rule.min_labels, rule.min_agreement)
     stats: dict[str, dict[str, Any]] = {
         name: {
             "labels": 0,
@@ -307,7 +309,7 @@ def annotator_quality(
             s = stats[lab.annotator]
             s["labels"] += 1
             s["unsure"] += lab.verdict == "unsure"
-            reference = _reference(lab, item, resolution, rule)
+            reference = _reference(lab, item, resolution, majority)
             if reference is not None and lab.verdict != "unsure":
                 s["resolved"][0] += lab.verdict == reference
                 s["resolved"][1] += 1
@@ -334,9 +336,11 @@ def annotator_quality(
     return out
 
 
-def _reference(lab: ItemLabel, item: list[ItemLabel], resolution: Resolution | None, rule: ResolutionRule):
+def _reference(
+    lab: ItemLabel, item: list[ItemLabel], resolution: Resolution | None, majority: ResolutionRule
+):
     """The verdict ``lab`` is judged against: a reviewer's decision (unless by the annotator
-    themself), else the majority of the other annotators under ``rule``."""
+    themself), else the majority of the other annotators (``majority``: the rule's thresholds)."""
     if resolution is not None and resolution.adjudicated and resolution.reviewer != lab.annotator:
         return resolution.verdict
     if resolution is not None and resolution.status == "sent_back":
@@ -344,7 +348,5 @@ def _reference(lab: ItemLabel, item: list[ItemLabel], resolution: Resolution | N
     others = [o for o in item if o.annotator != lab.annotator]
     accept = sum(o.verdict == "accept" for o in others)
     reject = sum(o.verdict == "reject" for o in others)
-    verdict, _, _ = aggregate(
-        accept, reject, ResolutionRule("majority", rule.min_labels, rule.min_agreement), None
-    )
+    verdict, _, _ = aggregate(accept, reject, majority, None)
     return verdict

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlite_utils import Database
@@ -90,9 +90,8 @@ class Resolution:
     labeled_at: str  # newest label or review change behind it ("" when none)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["annotators"] = list(self.annotators)
-        return out
+        # Not dataclasses.asdict: its deep copy is most of the cost of a large review queue.
+        return {**self.__dict__, "annotators": list(self.annotators)}
 
 
 class ItemLabel(NamedTuple):
@@ -218,54 +217,59 @@ def dawid_skene(
     """Fit the Dawid-Skene model by EM. ``items``: item -> {annotator: class}. Items without a
     label are left out. ``smoothing`` is a pseudo-count added to every confusion cell and prior
     so that a class an annotator never used does not get probability 0 (which EM cannot leave).
-    Starts from the vote shares (Dawid and Skene's own initialisation)."""
-    labeled = {item: dict(votes) for item, votes in items.items() if votes}
-    annotators = sorted({a for votes in labeled.values() for a in votes})
+    Starts from the vote shares (Dawid and Skene's own initialisation).
+
+    Items with the same votes from the same annotators have the same posterior, so EM runs over
+    the distinct vote patterns weighted by their counts: with a few annotators there are a few
+    dozen patterns however many items, which keeps the pure-Python loops cheap."""
+    pattern_of = {item: tuple(sorted(votes.items())) for item, votes in items.items() if votes}
+    weight = Counter(pattern_of.values())
+    annotators = sorted({a for pattern in weight for a, _ in pattern})
     post = {}
-    for item, votes in labeled.items():
-        counts = Counter(votes.values())
-        post[item] = {k: counts[k] / len(votes) for k in classes}
+    for pattern in weight:
+        said = Counter(v for _, v in pattern)
+        post[pattern] = {k: said[k] / len(pattern) for k in classes}
     priors: dict[str, float] = {}
     confusion: dict[str, dict[str, dict[str, float]]] = {}
     iterations = 0
     while iterations < max_iterations:
         iterations += 1
-        priors, confusion = _m_step(labeled, post, classes, annotators, smoothing)
-        new_post = {item: _e_step(votes, classes, priors, confusion) for item, votes in labeled.items()}
-        change = max(
-            (abs(new_post[i][k] - post[i][k]) for i in labeled for k in classes),
-            default=0.0,
-        )
+        priors, confusion = _m_step(weight, post, classes, annotators, smoothing)
+        logs = {
+            a: {k: {s: math.log(p) for s, p in row.items()} for k, row in rows.items()}
+            for a, rows in confusion.items()
+        }
+        log_priors = {k: math.log(p) for k, p in priors.items()}
+        new_post = {pattern: _e_step(pattern, classes, log_priors, logs) for pattern in weight}
+        change = max((abs(new_post[p][k] - post[p][k]) for p in weight for k in classes), default=0.0)
         post = new_post
         if change < tolerance:
             break
-    return DawidSkeneFit(post, priors, confusion, iterations)
+    posteriors = {item: dict(post[pattern]) for item, pattern in pattern_of.items()}
+    return DawidSkeneFit(posteriors, priors, confusion, iterations)
 
 
-def _m_step(labeled, post, classes, annotators, smoothing):
-    total = sum(post[i][k] for i in labeled for k in classes)
+def _m_step(weight, post, classes, annotators, smoothing):
+    n = sum(weight.values())
     priors = {
-        k: (sum(post[i][k] for i in labeled) + smoothing) / (total + smoothing * len(classes))
+        k: (sum(c * post[p][k] for p, c in weight.items()) + smoothing) / (n + smoothing * len(classes))
         for k in classes
     }
     counts = {a: {k: dict.fromkeys(classes, smoothing) for k in classes} for a in annotators}
-    for item, votes in labeled.items():
-        for annotator, said in votes.items():
+    for pattern, c in weight.items():
+        for annotator, said in pattern:
             for k in classes:
-                counts[annotator][k][said] += post[item][k]
+                counts[annotator][k][said] += c * post[pattern][k]
     confusion = {
-        a: {k: {s: c / sum(row.values()) for s, c in row.items()} for k, row in rows.items()}
+        a: {k: {s: v / sum(row.values()) for s, v in row.items()} for k, row in rows.items()}
         for a, rows in counts.items()
     }
     return priors, confusion
 
 
-def _e_step(votes, classes, priors, confusion) -> dict[str, float]:
+def _e_step(pattern, classes, log_priors, log_confusion) -> dict[str, float]:
     # In log space: a long list of votes would underflow a product of probabilities.
-    logs = {
-        k: math.log(priors[k]) + sum(math.log(confusion[a][k][said]) for a, said in votes.items())
-        for k in classes
-    }
+    logs = {k: log_priors[k] + sum(log_confusion[a][k][said] for a, said in pattern) for k in classes}
     top = max(logs.values())
     weights = {k: math.exp(v - top) for k, v in logs.items()}
     norm = sum(weights.values())
@@ -325,14 +329,19 @@ def read_items(
 
 
 def resolve_items(
-    db: Database, rule: ResolutionRule | None = None, annotators: Iterable[str] | None = None
+    db: Database,
+    rule: ResolutionRule | None = None,
+    annotators: Iterable[str] | None = None,
+    *,
+    items: tuple[dict[Key, list[ItemLabel]], dict[Key, ItemReview]] | None = None,
 ) -> dict[Key, Resolution]:
     """The resolution of every item with a label or a review, keyed by (step_id, alternative_id)
     (alternative_id None for the original step). ``annotators``: count only their labels (a
     reviewer's decision still counts). This is what every export should take its verdicts from:
-    run it inside the export's read transaction."""
+    run it inside the export's read transaction. ``items``: ``read_items``' answer, when the
+    caller has read it already."""
     rule = rule or ResolutionRule()
-    labels, reviews = read_items(db, annotators)
+    labels, reviews = items if items is not None else read_items(db, annotators)
     posteriors: dict[Key, float] = {}
     if rule.method == "dawid_skene":
         fit = dawid_skene(

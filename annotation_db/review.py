@@ -24,13 +24,14 @@ The functions here work on one connection inside the caller's transaction; ``Sto
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 from sqlite_utils import Database
 
 from annotation_db.errors import InvalidReviewError, NothingToUndoError, PermissionDeniedError
 from annotation_db.migrations import ERROR_TYPES
-from annotation_db.resolution import ItemLabel, ItemReview, Resolution, ResolutionRule, resolve, resolve_items
+from annotation_db.resolution import ItemLabel, ItemReview, ResolutionRule, resolve, resolve_items
 
 MAX_NOTE_CHARS = 10_000  # as a label comment
 _EVENT_KEYS = (
@@ -272,22 +273,10 @@ def reasons(labels: list[dict[str, Any]], review: dict[str, Any] | None, picked:
     return out
 
 
-def queue(
-    db: Database,
-    rule: ResolutionRule,
-    *,
-    sample_rate: float = 0.0,
-    seed: int = 0,
-    include_reviewed: bool = False,
-    trace_id: str | None = None,
-    limit: int | None = None,
-    resolutions: dict[tuple[int, int | None], Resolution] | None = None,
-) -> list[dict[str, Any]]:
-    """Items for review in import order (trace, step, original before alternatives); see the
-    module doc. ``include_reviewed`` also lists every item that has a review (reason
-    ``reviewed``). Each item: trace_id, step_index, alternative_id, item_kind, reasons, labels
-    (every annotator's), review, resolution. ``resolutions``: those of ``resolve_items`` when
-    the caller has them (else computed here)."""
+def _candidates(
+    db: Database, *, sample_rate: float, seed: int, include_reviewed: bool, trace_id: str | None
+) -> Iterator[tuple[tuple[int, int | None], dict[str, Any], dict[str, Any] | None, list[str]]]:
+    """(item key, item with its labels, review, reasons) of every item on the queue, in order."""
     where, args = "", []
     if trace_id is not None:
         where, args = " WHERE s.trace_id = ?", [trace_id]
@@ -311,23 +300,39 @@ def queue(
             "SELECT step_id, alternative_id, status, verdict, error_type, note, reviewer, updated_at FROM reviews"
         ).fetchall()
     }
-    if resolutions is None and rule.method == "dawid_skene":
-        resolutions = resolve_items(db, rule)
-    out = []
-    for (step_id, alt_id), item in items.items():
-        review = reviews.get((step_id, alt_id))
-        why = reasons(item["labels"], review, sampled(seed, step_id, alt_id, sample_rate))
+    for key, item in items.items():
+        review = reviews.get(key)
+        why = reasons(item["labels"], review, sampled(seed, key[0], key[1], sample_rate))
         if not why and include_reviewed and review is not None:
             why = ["reviewed"]
-        if not why:
-            continue
-        resolution = (resolutions or {}).get((step_id, alt_id)) or resolve(
-            _item_labels(item["labels"]), _item_review(review), rule
-        )
+        if why:
+            yield key, item, review, why
+
+
+def queue(
+    db: Database,
+    rule: ResolutionRule,
+    *,
+    sample_rate: float = 0.0,
+    seed: int = 0,
+    include_reviewed: bool = False,
+    trace_id: str | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Items for review in import order (trace, step, original before alternatives); see the
+    module doc. ``include_reviewed`` also lists every item that has a review (reason
+    ``reviewed``). Each item: trace_id, step_index, alternative_id, item_kind, reasons, labels
+    (every annotator's), review, resolution."""
+    resolutions = resolve_items(db, rule) if rule.method == "dawid_skene" else {}
+    out = []
+    for key, item, review, why in _candidates(
+        db, sample_rate=sample_rate, seed=seed, include_reviewed=include_reviewed, trace_id=trace_id
+    ):
+        resolution = resolutions.get(key) or resolve(_item_labels(item["labels"]), _item_review(review), rule)
         out.append(
             {
                 **item,
-                "item_kind": "step" if alt_id is None else "alternative",
+                "item_kind": "step" if key[1] is None else "alternative",
                 "reasons": why,
                 "review": review,
                 "resolution": resolution.to_dict(),
@@ -336,6 +341,21 @@ def queue(
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def count_pending(db: Database) -> int:
+    """How many items wait on the review queue without sampling: ``reasons`` in SQL, since the
+    statistics count them on every call (tests/store/test_analysis.py checks both agree)."""
+    return db.execute(
+        """SELECT count(*) FROM (
+               SELECT step_id, alternative_id, count(DISTINCT verdict) AS verdicts,
+                      count(DISTINCT CASE WHEN verdict = 'reject' THEN coalesce(error_type, '') END) AS types,
+                      max(updated_at) AS latest
+               FROM labels GROUP BY step_id, alternative_id) x
+           LEFT JOIN reviews r ON r.step_id = x.step_id AND r.alternative_id IS x.alternative_id
+           WHERE (r.id IS NULL AND (x.verdicts > 1 OR x.types > 1))
+              OR (r.status = 'sent_back' AND x.latest > r.updated_at)"""
+    ).fetchone()[0]
 
 
 def sent_back_notes(db: Database, trace_id: str) -> list[dict[str, Any]]:

@@ -176,15 +176,15 @@ def resolved_figures(db: Database, rule: Any = None) -> dict[str, Any]:
     from annotation_db.resolution import ResolutionRule, read_items, resolve_items
 
     rule = rule or ResolutionRule()
-    resolved = resolve_items(db, rule)
-    labels, _ = read_items(db)
+    items = read_items(db)
+    resolved = resolve_items(db, rule, items=items)
+    labels = items[0]
     times: dict[str, list[float]] = defaultdict(list)
     for name, spent in db.execute("SELECT annotator, time_spent_s FROM labels WHERE time_spent_s > 0"):
         times[name].append(spent)
     roles = dict(db.execute("SELECT name, role FROM annotators").fetchall())
     statuses = Counter(r.status for r in resolved.values())
     reviews = dict(db.execute("SELECT status, count(*) FROM reviews GROUP BY status").fetchall())
-    pending = review.queue(db, rule, resolutions=resolved)
     return {
         "resolution": {
             "rule": rule.to_dict(),
@@ -195,7 +195,7 @@ def resolved_figures(db: Database, rule: Any = None) -> dict[str, Any]:
         "review": {
             "decided": reviews.get("decided", 0),
             "sent_back": reviews.get("sent_back", 0),
-            "to_review": len(pending),
+            "to_review": review.count_pending(db),
         },
         "annotator_quality": analysis.annotator_quality(labels, resolved, rule, times, roles),
         "error_analysis": analysis.error_analysis(analysis.read_steps(db), resolved),

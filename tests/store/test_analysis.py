@@ -217,6 +217,7 @@ def test_annotator_quality(history):
     # On the review queue: carol's flips and dave's unsures, less the step rita decided.
     disputed = (flips | {("pdpo-extra", i) for i in range(1, 10, 2)}) - {("pdpo-extra", 0)}
     assert stats["review"] == {"decided": 1, "sent_back": 0, "to_review": len(disputed)}
+    assert len(store.review_queue("rita")) == len(disputed)  # the SQL count and the queue agree
 
 
 def test_intervals_by_hand():

@@ -41,7 +41,10 @@ def team(store, make_trace):
 
 
 def _queue(store, **kwargs):
-    return [(q["step_index"], q["reasons"]) for q in store.review_queue("rita", **kwargs)]
+    items = store.review_queue("rita", **kwargs)
+    if not kwargs:  # the statistics' count agrees with the queue
+        assert store.stats()["review"]["to_review"] == len(items)
+    return [(q["step_index"], q["reasons"]) for q in items]
 
 
 def test_queue_lists_disagreements_with_every_label_side_by_side(team):
