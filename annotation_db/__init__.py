@@ -2,12 +2,15 @@
 
 Importing this package opens nothing. ``Store.open(path)`` creates or migrates a database;
 see ``annotation_db.store`` for the verbs, ``annotation_db.export`` for the training formats,
-``annotation_db.stats`` for agreement and calibration, and ``python -m annotation_db --help``.
+``annotation_db.stats`` for agreement and calibration, ``annotation_db.roles`` / ``review`` /
+``resolution`` / ``analysis`` for roles, adjudication, the resolved label and error analysis,
+and ``python -m annotation_db --help``.
 It takes Traces as plain dicts (their JSON form, defined in ``studio_trace/trace.py``) and never
 imports ``inference``, torch or gradio.
 """
 
 from annotation_db.errors import (
+    AuthFileError,
     DatabaseOpenError,
     DatabaseTooNewError,
     ExportFormatError,
@@ -16,8 +19,11 @@ from annotation_db.errors import (
     InvalidAlternativeError,
     InvalidAnnotatorError,
     InvalidLabelError,
+    InvalidReviewError,
+    InvalidRoleError,
     LabelOwnershipError,
     NothingToUndoError,
+    PermissionDeniedError,
     StoreBusyError,
     StoreError,
     StoreFullError,
@@ -30,7 +36,8 @@ from annotation_db.errors import (
     UnknownTraceError,
 )
 from annotation_db.export import DEFAULT_MU, FORMATS, ExportOptions
-from annotation_db.migrations import ERROR_TYPES, VERDICTS
+from annotation_db.migrations import ERROR_TYPES, ROLES, VERDICTS
+from annotation_db.resolution import ResolutionRule
 from annotation_db.store import QUEUE_ORDERS, Store, StoreConfig
 
 __all__ = [
@@ -38,7 +45,9 @@ __all__ = [
     "ERROR_TYPES",
     "FORMATS",
     "QUEUE_ORDERS",
+    "ROLES",
     "VERDICTS",
+    "AuthFileError",
     "DatabaseOpenError",
     "DatabaseTooNewError",
     "ExportFormatError",
@@ -48,8 +57,12 @@ __all__ = [
     "InvalidAlternativeError",
     "InvalidAnnotatorError",
     "InvalidLabelError",
+    "InvalidReviewError",
+    "InvalidRoleError",
     "LabelOwnershipError",
     "NothingToUndoError",
+    "PermissionDeniedError",
+    "ResolutionRule",
     "Store",
     "StoreBusyError",
     "StoreConfig",

@@ -390,3 +390,11 @@ def record_fields(resolution: Resolution) -> dict[str, Any]:
         "agreement": resolution.agreement,
         "confidence": resolution.confidence,
     }
+
+
+def vote_fields(resolution: Resolution) -> tuple[str | None, float, tuple[str, ...], str]:
+    """(verdict, agreement, annotators, labeled_at): the fields of ``export.Vote``, so that an
+    export builds its votes from resolutions with ``Vote(*vote_fields(r))``. A reviewer's
+    decision counts as full agreement there (it is final), whatever the annotators said."""
+    agreement = 1.0 if resolution.adjudicated else (resolution.agreement or 0.0)
+    return resolution.verdict, agreement, resolution.annotators, resolution.labeled_at

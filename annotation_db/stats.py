@@ -11,6 +11,9 @@
   a majority verdict (accept / reject, unsure ignored, ties left out) are ranked by score and
   split into ten equal-count deciles (1 = lowest scores); each decile reports its reject rate.
   ``auroc`` is the probability that a rejected step scores higher than an accepted one.
+- Over the resolved labels (``annotation_db.resolution``, under a ``ResolutionRule``):
+  ``resolution`` (items per status), ``review`` (decided, sent back, to review),
+  ``annotator_quality`` and ``error_analysis`` (see ``annotation_db.analysis`` for each figure).
 """
 
 from __future__ import annotations

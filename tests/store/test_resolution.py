@@ -18,6 +18,7 @@ from annotation_db.resolution import (
     passes,
     record_fields,
     resolve,
+    vote_fields,
 )
 
 T1 = "2025-01-01T00:00:00.000000+00:00"
@@ -230,3 +231,6 @@ def test_export_filters_and_record_fields():
         "agreement": 1 / 3,
         "confidence": 1.0,
     }
+    assert vote_fields(aggregated) == ("accept", 2 / 3, ("a", "b", "c"), T1)
+    assert vote_fields(decided) == ("reject", 1.0, ("a", "b", "c"), T2)
+    assert vote_fields(held) == (None, 0.0, ("a", "b", "c"), T2)
