@@ -15,6 +15,9 @@ The questions, and the figures that answer them (``stats --json`` keys):
   error type (and ``any``), the AUROC of the score for separating the resolved rejected steps of
   that type from the resolved accepted steps, with a 95% interval (Hanley and McNeil, "The
   meaning and use of the area under a ROC curve", Radiology 143:29-36, 1982) and the counts.
+  The interval comes from a closed-form standard error (no resampling, so the same data always
+  gives the same figure); at an AUROC of exactly 0 or 1 it collapses to a point, so read it with
+  the counts.
 - Did training help? ``models``: per model version (``model.adapter``, ``base`` when none),
   answer accuracy (answer choice = reference answer) and reject rate of the resolved steps, each
   with a 95% Wilson interval; ``comparisons`` restrict base and each adapter to the (clip,

@@ -398,3 +398,70 @@ def vote_fields(resolution: Resolution) -> tuple[str | None, float, tuple[str, .
     decision counts as full agreement there (it is final), whatever the annotators said."""
     agreement = 1.0 if resolution.adjudicated else (resolution.agreement or 0.0)
     return resolution.verdict, agreement, resolution.annotators, resolution.labeled_at
+
+
+def rollout_conflicts(
+    db: Database, rule: ResolutionRule | None = None, trace_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Human-decided pairs whose rollouts favour the rejected candidate (what the labeling page
+    flags): at a step, an accepted candidate (original step or alternative, by resolved verdict)
+    over a rejected one, or the majority preference between an alternative and the original,
+    where both carry rollout ``expected_correctness`` and p(chosen) < p(rejected). Each:
+    trace_id, step_index, chosen / rejected ({alternative_id, expected_correctness}; None is
+    the original step), source ("labels" | "preference"), soft_label (``directed_soft_label``
+    with mu = 0.2, the export default) and rollout_soft_label."""
+    resolved = resolve_items(db, rule)
+    where, args = "", []
+    if trace_id is not None:
+        where, args = " AND s.trace_id = ?", [trace_id]
+    rows = db.execute(
+        f"""SELECT s.id, s.trace_id, s.idx, NULL, s.expected_correctness FROM steps s
+            JOIN traces t ON t.id = s.trace_id WHERE s.expected_correctness IS NOT NULL{where}
+            UNION ALL
+            SELECT s.id, s.trace_id, s.idx, a.id, a.expected_correctness FROM alternatives a
+            JOIN steps s ON s.id = a.step_id WHERE a.expected_correctness IS NOT NULL{where}""",
+        args * 2,
+    ).fetchall()
+    steps: dict[int, dict[str, Any]] = {}
+    for step_id, tid, idx, alt_id, p in rows:
+        step = steps.setdefault(step_id, {"trace_id": tid, "step_index": idx, "p": {}})
+        step["p"][alt_id] = p
+    prefs = db.execute(
+        "SELECT step_id, alternative_id, sum(chosen = 'alternative'), sum(chosen = 'original') "
+        "FROM preferences GROUP BY step_id, alternative_id"
+    ).fetchall()
+    found = []
+    for step_id, step in steps.items():
+        p = step["p"]
+        verdict = {a: resolved[step_id, a].verdict for a in p if (step_id, a) in resolved}
+        pairs = [
+            (c, r, "labels")
+            for c in p
+            for r in p
+            if verdict.get(c) == "accept" and verdict.get(r) == "reject"
+        ]
+        for s_id, alt_id, for_alt, for_orig in prefs:
+            if s_id == step_id and alt_id in p and None in p and for_alt != for_orig:
+                pairs.append(
+                    (alt_id, None, "preference") if for_alt > for_orig else (None, alt_id, "preference")
+                )
+        for chosen, rejected, source in pairs:
+            soft = directed_soft_label(p[chosen], p[rejected], 0.2)
+            if soft.conflict:
+                found.append(
+                    {
+                        "trace_id": step["trace_id"],
+                        "step_index": step["step_index"],
+                        "chosen": {"alternative_id": chosen, "expected_correctness": p[chosen]},
+                        "rejected": {"alternative_id": rejected, "expected_correctness": p[rejected]},
+                        "source": source,
+                        "soft_label": soft.value,
+                        "rollout_soft_label": soft.rollout_value,
+                    }
+                )
+
+    def order(c: dict[str, Any]) -> tuple:
+        alt = c["chosen"]["alternative_id"]
+        return (c["trace_id"], c["step_index"], -1 if alt is None else alt, c["source"])
+
+    return sorted(found, key=order)

@@ -14,7 +14,7 @@ from typing import Any
 
 from annotation_db import analysis, review, roles
 from annotation_db.errors import ImportFormatError, InvalidReviewError, UnknownTraceError
-from annotation_db.resolution import ResolutionRule, resolve_items
+from annotation_db.resolution import ResolutionRule, resolve_items, rollout_conflicts
 
 
 def _store_helpers():
@@ -218,6 +218,14 @@ class ReviewVerbs:
             }
             for k in keys
         ]
+
+    def rollout_conflicts(
+        self, trace_id: str | None = None, *, rule: ResolutionRule | None = None
+    ) -> list[dict[str, Any]]:
+        """Human-decided pairs whose rollouts favour the rejected candidate (``resolution.
+        rollout_conflicts``), for the whole store or one trace."""
+        with self._read() as db:
+            return rollout_conflicts(db, rule, trace_id)
 
     def set_clip_kind(self, clip_sha256: str, kind: str | None) -> None:
         """Tag a stored clip with a kind for the error analysis (None removes the tag)."""

@@ -234,3 +234,39 @@ def test_export_filters_and_record_fields():
     assert vote_fields(aggregated) == ("accept", 2 / 3, ("a", "b", "c"), T1)
     assert vote_fields(decided) == ("reject", 1.0, ("a", "b", "c"), T2)
     assert vote_fields(held) == (None, 0.0, ("a", "b", "c"), T2)
+
+
+def test_rollout_conflicts_are_listed_for_the_page(store, make_trace):
+    # Step 1: the original (rollouts 0.3) accepted, a model alternative (0.8) rejected: conflict.
+    # Step 2: alice prefers her rewrite (0.2) over the original (0.5): conflict.
+    # Step 0: accepted original (0.9) over a rejected alternative (0.1): agrees.
+    store.add_trace(make_trace("t1", ["a", "b", "c"], correctness=[0.9, 0.3, 0.5]))
+    alts = [store.add_alternative("alice", "t1", k, text) for k, text in ((0, "x"), (1, "y"), (2, "z"))]
+    for alt, p in zip(alts, (0.1, 0.8, 0.2), strict=True):
+        store.set_expected_correctness("t1", alt["step_index"], p, alternative_id=alt["id"])
+    for k in (0, 1):
+        store.set_label("alice", "t1", k, "accept")
+        store.set_label("alice", "t1", k, "reject", alternative_id=alts[k]["id"], error_type="other")
+    store.record_preference("alice", "t1", 2, alts[2]["id"], "alternative")
+    conflicts = store.rollout_conflicts("t1")
+    assert conflicts == [
+        {
+            "trace_id": "t1",
+            "step_index": 1,
+            "chosen": {"alternative_id": None, "expected_correctness": 0.3},
+            "rejected": {"alternative_id": alts[1]["id"], "expected_correctness": 0.8},
+            "source": "labels",
+            "soft_label": 0.5,
+            "rollout_soft_label": pytest.approx(1 / (1 + math.exp(0.5 / 0.2))),
+        },
+        {
+            "trace_id": "t1",
+            "step_index": 2,
+            "chosen": {"alternative_id": alts[2]["id"], "expected_correctness": 0.2},
+            "rejected": {"alternative_id": None, "expected_correctness": 0.5},
+            "source": "preference",
+            "soft_label": 0.5,
+            "rollout_soft_label": pytest.approx(1 / (1 + math.exp(0.3 / 0.2))),
+        },
+    ]
+    assert store.rollout_conflicts() == conflicts

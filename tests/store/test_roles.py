@@ -109,3 +109,21 @@ def test_an_annotator_cannot_adjudicate_and_nobody_edits_anothers_label(store, m
     store.adjudicate("rita", "t1", 0, "accept")
     assert store.label(label["id"])["verdict"] == "reject"
     assert store.db.execute("SELECT count(*) FROM review_events").fetchone()[0] == 1
+
+
+def test_annotators_of_an_older_database_become_annotators(tmp_path):
+    from sqlite_utils import Database
+
+    from annotation_db import Store
+    from annotation_db.migrations import migrations
+
+    path = tmp_path / "old.db"
+    old = Database(path)
+    migrations.apply(old, stop_before="m005_review_roles_and_adjudication")
+    old.execute("INSERT INTO annotators (name, created_at) VALUES ('alice', '2024-06-01T00:00:00+00:00')")
+    old.conn.commit()
+    old.close()
+    with Store.open(path) as store:
+        assert store.roles() == {"alice": "annotator"}
+        assert store.db.execute("SELECT count(*) FROM role_events").fetchone()[0] == 0
+        assert store.stats()["review"] == {"decided": 0, "sent_back": 0, "to_review": 0}
