@@ -14,7 +14,8 @@ it with their own decision, which the history keeps.
 
 The review queue lists items with at least one label and no review, where the annotators
 disagree (more than one verdict among accept / reject / unsure: reason ``verdict``; or rejecting
-labels with different error types: reason ``error_type``), or that a deterministic sample picks
+labels with different error types: reason ``error_type``), where every label is unsure (reason
+``unsure``: nobody could decide), or that a deterministic sample picks
 (``sample_rate``, by a hash of the seed and the item: reason ``sampled``), plus sent-back items
 that an annotator has relabeled since (reason ``returned``).
 
@@ -264,8 +265,11 @@ def reasons(labels: list[dict[str, Any]], review: dict[str, Any] | None, picked:
             return ["returned"]
         return []
     out = []
-    if len({x["verdict"] for x in labels}) > 1:
+    verdicts = {x["verdict"] for x in labels}
+    if len(verdicts) > 1:
         out.append("verdict")
+    elif verdicts == {"unsure"}:
+        out.append("unsure")
     if len({x["error_type"] for x in labels if x["verdict"] == "reject"}) > 1:
         out.append("error_type")
     if picked and not out:
@@ -349,11 +353,12 @@ def count_pending(db: Database) -> int:
     return db.execute(
         """SELECT count(*) FROM (
                SELECT step_id, alternative_id, count(DISTINCT verdict) AS verdicts,
+                      sum(verdict != 'unsure') AS votes,
                       count(DISTINCT CASE WHEN verdict = 'reject' THEN coalesce(error_type, '') END) AS types,
                       max(updated_at) AS latest
                FROM labels GROUP BY step_id, alternative_id) x
            LEFT JOIN reviews r ON r.step_id = x.step_id AND r.alternative_id IS x.alternative_id
-           WHERE (r.id IS NULL AND (x.verdicts > 1 OR x.types > 1))
+           WHERE (r.id IS NULL AND (x.verdicts > 1 OR x.types > 1 OR x.votes = 0))
               OR (r.status = 'sent_back' AND x.latest > r.updated_at)"""
     ).fetchone()[0]
 

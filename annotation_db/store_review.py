@@ -116,7 +116,6 @@ class ReviewVerbs:
         with self._write() as db:
             name, role = self._reviewer(db, reviewer)
             step_id = _store_helpers()._resolve(db, trace_id, step_index, alternative_id)
-            db.execute("INSERT OR IGNORE INTO annotators (name, created_at) VALUES (?, ?)", [name, now])
             change(db, step_id, name, role, now)
             return review.item_view(db, step_id, alternative_id, ResolutionRule())
 

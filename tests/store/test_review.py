@@ -78,6 +78,12 @@ def test_queue_lists_disagreements_with_every_label_side_by_side(team):
     assert _queue(team, limit=1) == [(1, ["verdict"])]
 
 
+def test_an_item_nobody_could_decide_is_reviewed(team):
+    team.set_label("alice", "t1", 0, "unsure")
+    team.set_label("bob", "t1", 0, "unsure")
+    assert _queue(team)[0] == (0, ["unsure"])
+
+
 def test_sampling_is_deterministic_and_adds_agreed_items(team):
     step0 = team.db.execute("SELECT id FROM steps WHERE trace_id = 't1' AND idx = 0").fetchone()[0]
     seed = next(s for s in range(100) if sampled(s, step0, None, 0.5))
