@@ -2,12 +2,15 @@
 
 Importing this package opens nothing. ``Store.open(path)`` creates or migrates a database;
 see ``annotation_db.store`` for the verbs, ``annotation_db.export`` for the training formats,
-``annotation_db.stats`` for agreement and calibration, and ``python -m annotation_db --help``.
+``annotation_db.stats`` for agreement and calibration, ``annotation_db.roles`` / ``review`` /
+``resolution`` / ``analysis`` for roles, adjudication, the resolved label and error analysis,
+and ``python -m annotation_db --help``.
 It takes ``studio_trace.Trace`` objects or their JSON form and gives back ``StoredTrace``s (the
 Trace and its row ids); it never imports ``inference``, torch or gradio (tests/test_layers.py).
 """
 
 from annotation_db.errors import (
+    AuthFileError,
     DatabaseOpenError,
     DatabaseTooNewError,
     ExportEmptyError,
@@ -17,8 +20,11 @@ from annotation_db.errors import (
     InvalidAlternativeError,
     InvalidAnnotatorError,
     InvalidLabelError,
+    InvalidReviewError,
+    InvalidRoleError,
     LabelOwnershipError,
     NothingToUndoError,
+    PermissionDeniedError,
     StoreBusyError,
     StoreError,
     StoreFullError,
@@ -31,7 +37,8 @@ from annotation_db.errors import (
     UnknownTraceError,
 )
 from annotation_db.export import DEFAULT_MU, FORMATS, ExportOptions
-from annotation_db.migrations import ERROR_TYPES, VERDICTS
+from annotation_db.migrations import ERROR_TYPES, ROLES, VERDICTS
+from annotation_db.resolution import ResolutionRule
 from annotation_db.store import QUEUE_ORDERS, Store, StoreConfig, StoredTrace
 
 __all__ = [
@@ -39,7 +46,9 @@ __all__ = [
     "ERROR_TYPES",
     "FORMATS",
     "QUEUE_ORDERS",
+    "ROLES",
     "VERDICTS",
+    "AuthFileError",
     "DatabaseOpenError",
     "DatabaseTooNewError",
     "ExportEmptyError",
@@ -50,8 +59,12 @@ __all__ = [
     "InvalidAlternativeError",
     "InvalidAnnotatorError",
     "InvalidLabelError",
+    "InvalidReviewError",
+    "InvalidRoleError",
     "LabelOwnershipError",
     "NothingToUndoError",
+    "PermissionDeniedError",
+    "ResolutionRule",
     "Store",
     "StoreBusyError",
     "StoreConfig",

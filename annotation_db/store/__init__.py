@@ -26,10 +26,11 @@ from annotation_db.store.alternatives import CHOICES, AlternativeVerbs
 from annotation_db.store.connection import Connection, StoreConfig, disk_error, parse_since
 from annotation_db.store.labels import MAX_COMMENT_CHARS, LabelVerbs
 from annotation_db.store.queue import QUEUE_ORDERS, QueueVerbs
+from annotation_db.store.review import ReviewVerbs
 from annotation_db.store.traces import StoredTrace, TraceVerbs
 
 
-class Store(Connection, TraceVerbs, LabelVerbs, AlternativeVerbs, QueueVerbs):
+class Store(Connection, TraceVerbs, LabelVerbs, AlternativeVerbs, QueueVerbs, ReviewVerbs):
     """One annotation database. Create with ``Store.open(path)``; close with ``close()``."""
 
 
