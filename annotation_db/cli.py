@@ -1,6 +1,6 @@
 """``python -m annotation_db --db PATH <command>``: the store from the command line.
 
-Commands: migrate, import, import-published, export, stats, queue, label, undo. User errors
+Commands: migrate, import, import-published, export, stats, queue, label, undo, role, tag-kinds. User errors
 (a bad file, an unknown trace, a wrong verdict) print one line "error: ..." on stderr and exit
 with code 2. ``--db`` defaults to the ANNOTATION_DB environment variable.
 """
@@ -15,7 +15,9 @@ from typing import Any
 
 from annotation_db.errors import StoreError
 from annotation_db.export import DEFAULT_MU, FORMATS
-from annotation_db.migrations import ERROR_TYPES, VERDICTS
+from annotation_db.migrations import ERROR_TYPES, ROLES, VERDICTS
+from annotation_db.resolution import METHODS, ResolutionRule
+from annotation_db.stats import format_resolved
 from annotation_db.store import QUEUE_ORDERS, Store
 
 
@@ -55,8 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
         "folder); pass the same folder to the trainer's --video-root",
     )
 
-    p = sub.add_parser("stats", help="counts, effort, agreement and calibration")
+    p = sub.add_parser("stats", help="counts, effort, agreement, calibration, quality and error analysis")
     p.add_argument("--json", action="store_true", help="print the full statistics as JSON")
+    p.add_argument("--method", choices=METHODS, default="majority", help="how annotators' labels combine")
+    p.add_argument("--min-labels", type=_min_labels, default=1, help="accept/reject votes an item needs")
+    p.add_argument("--min-agreement", type=_fraction, default=0.0, help="confidence an item needs (0..1)")
+
+    p = sub.add_parser("role", help="list roles, or set one (the command line acts as an admin)")
+    p.add_argument("name", nargs="?", help="an annotator name; without it, list every role")
+    p.add_argument("role", nargs="?", choices=ROLES, help="the role to give; without it, show it")
+
+    p = sub.add_parser("tag-kinds", help="tag stored clips with the kind their manifest entry names")
+    p.add_argument("manifest", help="e.g. ../shared/clips/manifest.jsonl (clip files next to it)")
 
     p = sub.add_parser("queue", help="traces to label for an annotator, highest step score first")
     p.add_argument("--annotator", required=True)
@@ -74,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("undo", help="restore an annotator's previous label of an item")
     _item_arguments(p)
     return parser
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction between 0 and 1")
+    return value
+
+
+def _min_labels(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a count >= 1")
+    return value
 
 
 def _item_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,8 +146,20 @@ def run(args: argparse.Namespace) -> int:
                 f"(video_path relative to {result['video_root']})"
             )
         elif args.command == "stats":
-            stats = store.stats()
+            stats = store.analysis(ResolutionRule(args.method, args.min_labels, args.min_agreement))
             _print_json(stats) if args.json else print(format_stats(stats))
+        elif args.command == "role":
+            if args.name and args.role:
+                changed = store.set_role(args.name, args.role)
+                print(f"{args.name} is {'now' if changed else 'already'} {args.role}")
+            elif args.name:
+                print(f"{args.name}  {store.role(args.name)}")
+            else:
+                for name, role in store.roles().items():
+                    print(f"{name}  {role}")
+        elif args.command == "tag-kinds":
+            result = store.tag_clip_kinds(args.manifest)
+            print(f"tagged {result['tagged']} clips; {result['not_stored']} manifest clips are not stored")
         elif args.command == "queue":
             for item in store.queue(
                 args.annotator, unlabeled_only=not args.all, order=args.order, limit=args.limit
@@ -182,7 +220,7 @@ def format_stats(stats: dict[str, Any]) -> str:
             f"  decile {d['decile']:2d}: score {d['min_score']:.4f}..{d['max_score']:.4f}  "
             f"reject rate {d['reject_rate']:.2f} ({d['rejects']}/{d['steps']})"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + format_resolved(stats))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,3 +94,19 @@ class ExportWriteError(StoreError):
 
 class ExportEmptyError(StoreError):
     """An export would write no records (no file is written)."""
+
+
+class InvalidRoleError(StoreError):
+    """A role is not annotator, reviewer or admin."""
+
+
+class PermissionDeniedError(StoreError):
+    """The acting person's role does not allow this (e.g. an annotator adjudicating)."""
+
+
+class InvalidReviewError(StoreError):
+    """A reviewer's verdict, error type or note is not acceptable."""
+
+
+class AuthFileError(StoreError):
+    """A line of the ``--auth-file`` is not ``name:password`` or ``name:password:role``."""

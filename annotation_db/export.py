@@ -70,7 +70,8 @@ from annotation_db.export_files import (  # noqa: F401  (the export API, as befo
     parquet_schema,
     write,
 )
-from annotation_db.tracejson import STEP_DELIMITER, STEP_SUFFIX, render_steps
+from annotation_db.tracejson import render_steps
+from studio_trace import STEP_DELIMITER, STEP_SUFFIX
 
 DEFAULT_MU = 0.2  # soft-label temperature, = inference.reasoning.alternatives.DEFAULT_MU; see the module doc
 

@@ -236,7 +236,8 @@ def m005_one_synthdec_question(db: Database) -> None:
     before, the app and ``run`` stored "", ``import-published`` the manifest's text, so full-path
     pairs between them were missed. The identity hash is recomputed with the new question, so
     importing the same file again still finds the trace stored."""
-    from annotation_db.tracejson import SYNTHDEC_QUESTION, identity_hash
+    from annotation_db.tracejson import identity_hash
+    from studio_trace import SYNTHDEC_QUESTION
 
     rows = db.execute(
         "SELECT id, clip_sha256, options, prompt FROM traces WHERE prompt_kind = 'synthdec' AND question != ?",
@@ -294,5 +295,77 @@ def m006_readable_views(db: Database) -> None:
                JOIN traces t ON t.id = s.trace_id
                JOIN clips c ON c.sha256 = t.clip_sha256
                JOIN alternatives a ON a.id = p.alternative_id""",
+        ],
+    )
+
+
+# ---------------------------------------------------------------------- review (issue 16)
+
+ROLES = ("annotator", "reviewer", "admin")
+REVIEW_ACTIONS = ("decide", "send_back", "clear", "undo")
+REVIEW_STATUSES = ("decided", "sent_back")
+
+
+@migrations()
+def m007_review_roles_and_adjudication(db: Database) -> None:
+    """Roles of annotators (with their history), reviewers' decisions per item (current state
+    plus an append-only history like ``label_events``) and a kind per clip for error analysis."""
+    _run(
+        db,
+        [
+            f"ALTER TABLE annotators ADD COLUMN role TEXT NOT NULL DEFAULT 'annotator' "
+            f"CHECK (role IN {_in(ROLES)})",
+            """CREATE TABLE role_events (
+                id INTEGER PRIMARY KEY,
+                annotator TEXT NOT NULL REFERENCES annotators(name),
+                role TEXT NOT NULL,
+                set_by TEXT,                   -- NULL: the auth file or the command line
+                at TEXT NOT NULL)""",
+            f"""CREATE TABLE review_events (
+                id INTEGER PRIMARY KEY,
+                item_kind TEXT NOT NULL CHECK (item_kind IN ('step', 'alternative')),
+                step_id INTEGER NOT NULL REFERENCES steps(id),
+                alternative_id INTEGER REFERENCES alternatives(id),
+                reviewer TEXT NOT NULL REFERENCES annotators(name),
+                action TEXT NOT NULL CHECK (action IN {_in(REVIEW_ACTIONS)}),
+                -- the item's review state after this event (status NULL: no review)
+                status TEXT CHECK (status IS NULL OR status IN {_in(REVIEW_STATUSES)}),
+                verdict TEXT CHECK (verdict IS NULL OR verdict IN ('accept', 'reject')),
+                error_type TEXT CHECK (error_type IS NULL OR error_type IN {_in(ERROR_TYPES)}),
+                note TEXT NOT NULL DEFAULT '',
+                decided_by TEXT REFERENCES annotators(name),  -- who made the state in force
+                origin_event_id INTEGER REFERENCES review_events(id),  -- the event that made it
+                prev_event_id INTEGER REFERENCES review_events(id),  -- the state undo returns to
+                at TEXT NOT NULL)""",
+            "CREATE INDEX review_events_item ON review_events(step_id, alternative_id)",
+            """CREATE TRIGGER review_events_no_update BEFORE UPDATE ON review_events
+               BEGIN SELECT RAISE(ABORT, 'review history is append-only'); END""",
+            """CREATE TRIGGER review_events_no_delete BEFORE DELETE ON review_events
+               BEGIN SELECT RAISE(ABORT, 'review history is append-only'); END""",
+            """CREATE TRIGGER role_events_no_update BEFORE UPDATE ON role_events
+               BEGIN SELECT RAISE(ABORT, 'role history is append-only'); END""",
+            """CREATE TRIGGER role_events_no_delete BEFORE DELETE ON role_events
+               BEGIN SELECT RAISE(ABORT, 'role history is append-only'); END""",
+            f"""CREATE TABLE reviews (
+                id INTEGER PRIMARY KEY,
+                item_kind TEXT NOT NULL CHECK (item_kind IN ('step', 'alternative')),
+                step_id INTEGER NOT NULL REFERENCES steps(id),
+                alternative_id INTEGER REFERENCES alternatives(id),
+                status TEXT NOT NULL CHECK (status IN {_in(REVIEW_STATUSES)}),
+                verdict TEXT CHECK (verdict IS NULL OR verdict IN ('accept', 'reject')),
+                error_type TEXT CHECK (error_type IS NULL OR error_type IN {_in(ERROR_TYPES)}),
+                note TEXT NOT NULL DEFAULT '',
+                reviewer TEXT NOT NULL REFERENCES annotators(name),
+                event_id INTEGER NOT NULL REFERENCES review_events(id),
+                updated_at TEXT NOT NULL,
+                CHECK ((item_kind = 'step') = (alternative_id IS NULL)),
+                CHECK ((status = 'decided') = (verdict IS NOT NULL)))""",
+            "CREATE UNIQUE INDEX reviews_step_item ON reviews(step_id) WHERE alternative_id IS NULL",
+            "CREATE UNIQUE INDEX reviews_alternative_item ON reviews(alternative_id) "
+            "WHERE alternative_id IS NOT NULL",
+            """CREATE TABLE clip_kinds (
+                clip_sha256 TEXT PRIMARY KEY REFERENCES clips(sha256),
+                kind TEXT NOT NULL,
+                set_at TEXT NOT NULL)""",
         ],
     )

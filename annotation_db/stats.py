@@ -11,11 +11,15 @@
   a majority verdict (accept / reject, unsure ignored, ties left out) are ranked by score and
   split into ten equal-count deciles (1 = lowest scores); each decile reports its reject rate.
   ``auroc`` is the probability that a rejected step scores higher than an accepted one.
+- Over the resolved labels (``annotation_db.resolution``, under a ``ResolutionRule``):
+  ``resolution`` (items per status), ``review`` (decided, sent back, to review),
+  ``annotator_quality`` and ``error_analysis`` (see ``annotation_db.analysis`` for each figure).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -106,10 +110,12 @@ def calibration(scored: Sequence[tuple[float, bool]], bins: int = 10) -> list[di
     return out
 
 
-def compute(db: Database) -> dict[str, Any]:
+def compute(db: Database, rule: Any = None) -> dict[str, Any]:
     """All statistics of the store (keys: labels, verdicts, error_types, annotators,
     agreement {pairs, krippendorff_alpha, items_multiply_labeled}, calibration {steps, auroc,
-    deciles})."""
+    deciles}, and over the labels resolved by ``rule`` (a ``resolution.ResolutionRule``,
+    default majority): resolution, review, annotator_quality, error_analysis; see
+    ``annotation_db.analysis``)."""
     rows = db.execute("SELECT step_id, alternative_id, annotator, verdict, error_type FROM labels").fetchall()
     verdicts = {v: 0 for v in VERDICTS}
     error_types = {e: 0 for e in ERROR_TYPES}
@@ -162,4 +168,103 @@ def compute(db: Database) -> dict[str, Any]:
             "items_multiply_labeled": len(multi),
         },
         "calibration": {"steps": len(scored), "auroc": auroc(scored), "deciles": calibration(scored)},
+        **resolved_figures(db, rule),
     }
+
+
+def resolved_figures(db: Database, rule: Any = None) -> dict[str, Any]:
+    """The figures over resolved labels: resolution, review, annotator_quality, error_analysis."""
+    # Imported here: analysis uses this module's auroc.
+    from annotation_db import analysis, review
+    from annotation_db.resolution import ResolutionRule, read_items, resolve_items
+
+    rule = rule or ResolutionRule()
+    items = read_items(db)
+    resolved = resolve_items(db, rule, items=items)
+    labels = items[0]
+    times: dict[str, list[float]] = defaultdict(list)
+    for name, spent in db.execute("SELECT annotator, time_spent_s FROM labels WHERE time_spent_s > 0"):
+        times[name].append(spent)
+    roles = dict(db.execute("SELECT name, role FROM annotators").fetchall())
+    statuses = Counter(r.status for r in resolved.values())
+    reviews = dict(db.execute("SELECT status, count(*) FROM reviews GROUP BY status").fetchall())
+    return {
+        "resolution": {
+            "rule": rule.to_dict(),
+            "items": len(resolved),
+            "verdicts": {v: sum(r.verdict == v for r in resolved.values()) for v in ("accept", "reject")},
+            "by_status": {s: statuses.get(s, 0) for s in RESOLUTION_STATUSES},
+        },
+        "review": {
+            "decided": reviews.get("decided", 0),
+            "sent_back": reviews.get("sent_back", 0),
+            "to_review": review.count_pending(db),
+        },
+        "annotator_quality": analysis.annotator_quality(labels, resolved, rule, times, roles),
+        "error_analysis": analysis.error_analysis(analysis.read_steps(db), resolved),
+    }
+
+
+RESOLUTION_STATUSES = (
+    "adjudicated",
+    "sent_back",
+    "aggregated",
+    "unlabeled",
+    "too_few_labels",
+    "tie",
+    "low_agreement",
+)
+
+
+# ---------------------------------------------------------------------- text summary
+
+
+def _pct(figure: dict[str, Any]) -> str:
+    """A rate figure as "12.5% [8.1, 18.7] (20/160)"; "n/a" over no items."""
+    if not figure["n"]:
+        return "n/a (0)"
+    lo, hi = figure["ci"]
+    return f"{100 * figure['rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] ({figure['k']}/{figure['n']})"
+
+
+def format_resolved(stats: dict[str, Any]) -> list[str]:
+    """The resolution, review, quality and error-analysis figures as short text lines."""
+    res, rule = stats["resolution"], stats["resolution"]["rule"]
+    lines = [
+        f"resolution ({rule['method']}, at least {rule['min_labels']} votes and agreement "
+        f"{rule['min_agreement']:.2f}): {res['items']} items, accept {res['verdicts']['accept']}, "
+        f"reject {res['verdicts']['reject']}; "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in res["by_status"].items()),
+        "review: decided {decided}, sent back {sent_back}, to review {to_review}".format(**stats["review"]),
+        "annotator quality:",
+    ]
+    for name, q in stats["annotator_quality"].items():
+        time = "n/a" if q["mean_time_per_item_s"] is None else f"{q['mean_time_per_item_s']:.1f} s"
+        unsure = "n/a" if q["unsure_share"] is None else f"{100 * q['unsure_share']:.0f}%"
+        lines.append(
+            f"  {name} ({q['role']}): agrees with resolved {_pct(q['agreement_with_resolved'])}, "
+            f"with others {_pct(q['agreement_with_others'])}; {time} per item, unsure {unsure}"
+        )
+    ea = stats["error_analysis"]
+    lines.append(f"error analysis: {ea['rejected']} of {ea['steps']} resolved steps rejected")
+    lines.append("  by error type: " + ", ".join(f"{k} {v}" for k, v in ea["by_error_type"].items()))
+    for title, key in (("clip kind", "by_clip_kind"), ("position", "by_position")):
+        for g in ea[key]:
+            lines.append(f"  {title} {g['group']}: rejected {_pct(g)}")
+    for p in ea["perturbations"]:
+        lo, hi = p["ci"] if p["ci"] else (math.nan, math.nan)
+        value = "n/a" if p["auroc"] is None else f"{p['auroc']:.3f} [{lo:.3f}, {hi:.3f}]"
+        lines.append(
+            f"  AUROC of {p['score']} for {p['error_type']}: {value} ({p['positives']} rejected, {p['negatives']} accepted)"
+        )
+    for version, f in ea["models"]["versions"].items():
+        lines.append(
+            f"  model {version}: accuracy {_pct(f['accuracy'])}, reject rate {_pct(f['reject_rate'])}"
+        )
+    for c in ea["models"]["comparisons"]:
+        b, m = c["base_figures"], c["model_figures"]
+        lines.append(
+            f"  {c['base']} vs {c['model']} on {c['clips']} shared clips: accuracy {_pct(b['accuracy'])} -> "
+            f"{_pct(m['accuracy'])}; reject rate {_pct(b['reject_rate'])} -> {_pct(m['reject_rate'])}"
+        )
+    return lines

@@ -91,7 +91,7 @@ def run_app_all(inputs: InputSet, checkpoint: Path, scratch: Path) -> tuple[dict
         client = app.client()
         for item, path in inputs:
             resettable = reset_peak_rss(app.pid)
-            outcome = app_outcome(item, path, client, store.get_trace)
+            outcome = app_outcome(item, path, client, lambda i: store.get_trace(i).to_dict())
             outcome.peak_mb = app.peak_rss_mb()
             if not app.alive():
                 outcome.problems.append("the app died")

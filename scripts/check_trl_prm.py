@@ -31,7 +31,7 @@ def main() -> int:
 
     from annotation_db import Store
     from annotation_db.export import datasets_features
-    from annotation_db.tracejson import prompt_text
+    from annotation_db.tracejson import published_prompt as prompt_text
     from inference.model.tokenizer import build_qwen2_tokenizer
 
     prompt = prompt_text("What does the cat do?", ["sleeps", "jumps"])[1]

@@ -64,7 +64,7 @@ def save_small(png: bytes, path: Path) -> None:
 
 def label_for_the_dashboard(studio, trace_id: str) -> None:
     """Labels by two annotators on the analysed trace (the dashboard's counts and agreement)."""
-    steps = studio.store.get_trace(trace_id)["steps"]
+    steps = studio.store.get_trace(trace_id).trace.steps
     for k, _ in enumerate(steps):
         studio.store.set_label(
             "ana",

@@ -30,17 +30,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import uuid
+from array import array
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from studio_trace.chatml import PROMPT_KINDS
+
 SCHEMA_VERSION = 1
 
-STEP_DELIMITER = "<end_of_step>"
-PROMPT_KINDS = ("reasoning", "direct", "synthdec")
 SOURCES = ("live", "batch", "imported")
+ALTERNATIVE_SOURCES = ("model", "human")
 
 
 class TraceFormatError(ValueError):
@@ -125,14 +128,14 @@ class Trace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:
+        """The Trace of a JSON dict (validated); fields this version does not know are dropped."""
         validate_trace_dict(data)
         data = dict(data)
-        data["clip"] = ClipInfo(**data["clip"])
-        data["steps"] = [Step(**s) for s in data.get("steps", [])]
-        data["alternatives"] = [Alternative(**a) for a in data.get("alternatives", [])]
-        data["answer"] = Answer(**(data.get("answer") or {}))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data["clip"] = _known(ClipInfo, data["clip"])
+        data["steps"] = [_known(Step, s) for s in data.get("steps", [])]
+        data["alternatives"] = [_known(Alternative, a) for a in data.get("alternatives", [])]
+        data["answer"] = _known(Answer, data.get("answer") or {})
+        return _known(cls, data)
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
@@ -149,11 +152,17 @@ class Trace:
         return sorted(s.index for s in ranked[:t])
 
 
-def validate_trace_dict(data: Any) -> None:
-    """Raise TraceFormatError with a one-line reason unless ``data`` is a Trace's JSON form.
+def _known(cls: type, data: dict[str, Any]) -> Any:
+    # The JSON form grows within a version: a newer writer's extra fields are not an error.
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
 
-    Kept free of any import beyond the standard library so that ``annotation_db`` can use the
-    same rules on plain dicts.
+
+def validate_trace_dict(data: Any) -> None:
+    """Raise TraceFormatError with a one-line reason unless ``data`` is a Trace's JSON form
+    with well-typed fields (what the store checks before it writes a trace).
+
+    Fields this version does not know are allowed (the JSON grows within a version).
     """
     if not isinstance(data, dict):
         raise TraceFormatError("a trace must be a JSON object")
@@ -165,25 +174,76 @@ def validate_trace_dict(data: Any) -> None:
     for key in ("id", "question", "clip", "steps"):
         if key not in data:
             raise TraceFormatError(f"trace is missing the field {key!r}")
-    if not isinstance(data["clip"], dict) or not data["clip"].get("sha256"):
+    if not isinstance(data["id"], str) or not data["id"]:
+        raise TraceFormatError("trace id must be a non-empty string")
+    if not isinstance(data["question"], str):
+        raise TraceFormatError("trace question must be a string")
+    clip = data["clip"]
+    if not isinstance(clip, dict) or not isinstance(clip.get("sha256"), str) or not clip["sha256"]:
         raise TraceFormatError("trace clip must be an object with a sha256")
-    if not isinstance(data["steps"], list):
-        raise TraceFormatError("trace steps must be a list")
-    for i, step in enumerate(data["steps"]):
-        if not isinstance(step, dict) or not isinstance(step.get("text"), str):
-            raise TraceFormatError(f"step {i} must be an object with a text")
-        if step.get("index") != i:
-            raise TraceFormatError(f"step {i} has index {step.get('index')!r}; expected {i}")
+    options = data.get("options")
+    if options is not None and (
+        not isinstance(options, list) or not all(isinstance(o, str) for o in options)
+    ):
+        raise TraceFormatError("trace options must be a list of strings or null")
     if data.get("prompt_kind", "reasoning") not in PROMPT_KINDS:
         raise TraceFormatError(f"prompt_kind must be one of {', '.join(PROMPT_KINDS)}")
     if data.get("source", "live") not in SOURCES:
         raise TraceFormatError(f"source must be one of {', '.join(SOURCES)}")
+    if not isinstance(data.get("prompt", ""), str):
+        raise TraceFormatError("trace prompt must be a string")
+    if not isinstance(data["steps"], list):
+        raise TraceFormatError("trace steps must be a list")
+    for i, step in enumerate(data["steps"]):
+        _check_step(i, step)
+    alternatives = data.get("alternatives", [])
+    if not isinstance(alternatives, list):
+        raise TraceFormatError("trace alternatives must be a list")
+    for j, alt in enumerate(alternatives):
+        _check_alternative(j, alt, len(data["steps"]))
 
 
-def split_steps(text: str) -> list[str]:
-    """Split reasoning text at ``<end_of_step>``; empty pieces (e.g. after the last marker)
-    are dropped and surrounding whitespace is stripped."""
-    return [piece.strip() for piece in text.split(STEP_DELIMITER) if piece.strip()]
+def _check_step(i: int, step: Any) -> None:
+    if not isinstance(step, dict) or not isinstance(step.get("text"), str):
+        raise TraceFormatError(f"step {i} must be an object with a text")
+    if step.get("index") != i:
+        raise TraceFormatError(f"step {i} has index {step.get('index')!r}; expected {i}")
+    _check_optional_number(step.get("score"), f"step {i} score")
+    _check_optional_number(step.get("expected_correctness"), f"step {i} expected_correctness")
+    kl = step.get("token_kl")
+    if kl is not None and not _is_number_list(kl):
+        raise TraceFormatError(f"step {i} token_kl must be a list of finite numbers or null")
+
+
+def _check_alternative(j: int, alt: Any, n_steps: int) -> None:
+    if not isinstance(alt, dict) or not isinstance(alt.get("text"), str):
+        raise TraceFormatError(f"alternative {j} must be an object with a text")
+    k = alt.get("step_index")
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < n_steps:
+        raise TraceFormatError(f"alternative {j} step_index {k!r} is not a step of this trace")
+    if alt.get("source", "model") not in ALTERNATIVE_SOURCES:
+        raise TraceFormatError(f"alternative {j} source must be one of {', '.join(ALTERNATIVE_SOURCES)}")
+    _check_optional_number(alt.get("expected_correctness"), f"alternative {j} expected_correctness")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_number_list(values: Any) -> bool:
+    # Per-token lists are long (one number per generated token): let array() check the types
+    # in C; a non-finite value makes the sum non-finite.
+    if not isinstance(values, list):
+        return False
+    try:
+        return math.isfinite(sum(array("d", values)))
+    except (TypeError, OverflowError):
+        return False
+
+
+def _check_optional_number(value: Any, what: str) -> None:
+    if value is not None and not _is_number(value):
+        raise TraceFormatError(f"{what} must be a finite number or null")
 
 
 _LETTER_PATTERNS = (

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from inference.errors import UserError
-from inference.model.prompts import AV_PLACEHOLDER_TEXT, build_prompt_ids, prompt_text
-from inference.model.tokenizer import IM_END, IM_START
+from inference.model.prompts import build_prompt_ids
 from inference.reasoning.scoring import MARKER, prev_text
+from studio_trace import AV_PLACEHOLDER_TEXT, IM_END, IM_START, prompt_text
 
 REQUIRED_FIELDS = ("pair_type", "video_sha256", "prompt", "prefix_steps", "chosen_steps", "rejected_steps")
 

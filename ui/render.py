@@ -4,7 +4,8 @@ Every piece of text that comes from the model, an imported file or a person (ste
 comments, names) goes through ``html.escape`` here and nowhere is it inserted as markup: a step
 that reads ``<img src=x onerror=alert(1)>`` is shown as those characters.
 
-Steps are the Trace JSON's step dicts (``Trace.to_dict()["steps"]`` or ``Store.get_trace``).
+Steps are the Trace JSON's step dicts (``Trace.to_dict()["steps"]``; a stored trace becomes
+that dict in one place, ``ui.services.page_trace``).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from annotation_db import FORMATS, ExportEmptyError, ExportWriteError, Store, StoreConfig
+from annotation_db import FORMATS, ExportEmptyError, ExportWriteError, Store, StoreConfig, StoredTrace
 from annotation_db.export import export_write_error
 from inference.errors import UserError
 from inference.reasoning.pipeline import AnalysisSettings, AnswerDecoded, Finished, Phase, StepDecoded
@@ -294,9 +294,21 @@ class MediaCache:
 # ---- what one page shows about one stored trace --------------------------------------------------
 
 
+def page_trace(stored: StoredTrace) -> dict[str, Any]:
+    """A stored trace as the page's render functions take it: its Trace JSON (dataclasses.asdict),
+    each alternative with its store ``id`` and author (``created_by``). The one place the UI
+    turns a Trace into a dict."""
+    data = stored.trace.to_dict()
+    for alt, alt_id, author in zip(
+        data["alternatives"], stored.alternative_ids, stored.alternative_authors, strict=True
+    ):
+        alt.update(id=alt_id, created_by=author)
+    return data
+
+
 @dataclass
 class TraceView:
-    trace: dict[str, Any]  # store.get_trace (Trace JSON + ids)
+    trace: dict[str, Any]  # page_trace(store.get_trace(...)): what render takes
     mine: dict[int, dict[str, Any]] = field(default_factory=dict)  # step index -> my label (original step)
     mine_alternatives: dict[int, dict[str, Any]] = field(default_factory=dict)  # alternative id -> my label
     peers: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # step index -> others' labels
@@ -410,16 +422,16 @@ class Studio:
 
         return load_media(path, self.limits)
 
-    def media_for(self, trace: dict[str, Any]) -> Any:
+    def media_for(self, stored: StoredTrace) -> Any:
         """The decoded media of a stored trace's clip (cached, else decoded again)."""
-        clip = trace["clip"]
-        media = self.media.get(clip["sha256"])
+        clip = stored.trace.clip
+        media = self.media.get(clip.sha256)
         if media is not None:
             return media
-        path = clip.get("path")
+        path = clip.path
         if not path or not Path(path).is_file():
             raise AppError(
-                f"the clip of this trace ({clip.get('name') or path or 'unnamed'}) is not on this server; "
+                f"the clip of this trace ({clip.name or path or 'unnamed'}) is not on this server; "
                 "alternatives and rollouts need it"
             )
         media = self.load_media(path)
@@ -461,11 +473,12 @@ class Studio:
         return target
 
     def save_trace(self, trace: Any, media: Any) -> dict[str, Any]:
-        """Store a live trace (its clip kept in the media folder) and return it as stored."""
+        """Store a live trace (its clip kept in the media folder); return it as stored, as the
+        page renders it (``page_trace``)."""
         trace.clip.path = str(self.keep_clip(media.clip.path, trace.clip.sha256).resolve())
-        self.store.add_trace(trace.to_dict())
+        self.store.add_trace(trace)
         self.media.put(trace.clip.sha256, media)
-        return self.store.get_trace(trace.id)
+        return page_trace(self.store.get_trace(trace.id))
 
     def analyze(
         self, request: AnalysisRequest
@@ -490,8 +503,8 @@ class Studio:
         trace_id = (trace_id or "").strip()
         if not trace_id:
             raise AppError("no trace is open: analyse a clip or open one from the Queue tab")
-        trace = self.store.get_trace(trace_id)
-        view = TraceView(trace=trace)
+        stored = self.store.get_trace(trace_id)
+        view = TraceView(trace=page_trace(stored))
         if annotator:
             for label in self.store.labels_for_trace(trace_id, annotator):
                 if label["alternative_id"] is None:
@@ -507,7 +520,7 @@ class Studio:
         for label in others:
             if label["alternative_id"] is None:
                 view.peers.setdefault(label["step_index"], []).append(label)
-        view.video, view.note = self.playable(trace["clip"].get("path"))
+        view.video, view.note = self.playable(stored.trace.clip.path)
         return view
 
     def label(
@@ -643,7 +656,7 @@ class Studio:
         if self.models is None:
             raise AppError("label-only mode has no model for rollouts")
         stored = self.store.get_trace(trace_id)
-        reference = (reference or "").strip() or stored.get("reference_answer")
+        reference = (reference or "").strip() or stored.trace.reference_answer
         if not reference:
             raise AppError("rollouts need the correct answer: type it in 'Reference answer' (e.g. B)")
         media = self.media_for(stored)
@@ -682,43 +695,25 @@ def _session(studio: Studio, media: Any) -> Any:
 
 
 @gpu_task
-def _sample(studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, seed: int) -> list:
+def _sample(studio: Studio, stored: StoredTrace, media: Any, step_index: int, n: int, seed: int) -> list:
     from inference.reasoning.alternatives import AlternativeSettings
-    from studio_trace import Trace
 
-    trace = Trace.from_dict(_plain(stored))
-    return _session(studio, media).alternatives(trace, step_index, AlternativeSettings(n=n, seed=seed))
+    return _session(studio, media).alternatives(stored.trace, step_index, AlternativeSettings(n=n, seed=seed))
 
 
 @gpu_task
 def _rollouts(
-    studio: Studio, stored: dict[str, Any], media: Any, step_index: int, n: int, reference: str
+    studio: Studio, stored: StoredTrace, media: Any, step_index: int, n: int, reference: str
 ) -> dict:
     from inference.reasoning.alternatives import RolloutSettings
-    from studio_trace import Trace
 
-    trace = Trace.from_dict(_plain(stored))
+    trace = stored.trace
     at_step = [j for j, alt in enumerate(trace.alternatives) if alt.step_index == step_index]
     result = _session(studio, media).rollouts(
         trace, step_index, RolloutSettings(n=n), reference=reference, alternatives=at_step
     )
-    ids = [alt["id"] for alt in stored["alternatives"]]  # same order as trace.alternatives
+    ids = stored.alternative_ids  # same order as trace.alternatives
     for item in result["results"]:
         kind, _, j = item["candidate"].partition(":")
         item["alternative_id"] = ids[int(j)] if kind == "alternative" else None
     return result
-
-
-def _plain(stored: dict[str, Any]) -> dict[str, Any]:
-    """A stored trace as ``Trace.from_dict`` takes it: without the store's ids and without
-    fields this version's Step / Alternative do not know (kept by the store from imports)."""
-    from dataclasses import fields
-
-    from studio_trace import Alternative, Step
-
-    step_keys = {f.name for f in fields(Step)}
-    alt_keys = {f.name for f in fields(Alternative)}
-    plain = dict(stored)
-    plain["steps"] = [{k: v for k, v in s.items() if k in step_keys} for s in stored["steps"]]
-    plain["alternatives"] = [{k: v for k, v in a.items() if k in alt_keys} for a in stored["alternatives"]]
-    return plain

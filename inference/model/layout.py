@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 AV_PLACEHOLDER_ID = -200  # IMAGE_TOKEN_INDEX in the official code (llava/constants.py)
 VIDEO_TOKENS_PER_FRAME = 182  # 13 rows x (13 pooled patches + 1 newline)
 AUDIO_TOKENS_PER_CHUNK = 150  # one Q-Former query per 0.2 s window of a 30 s chunk
-WHISPER_FRAMES_PER_SECOND = 50
+WHISPER_FRAMES_PER_SECOND = 50  # Whisper encoder output rate: 1500 frames per 30 s chunk
 
 
 @dataclass(frozen=True)

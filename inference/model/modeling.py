@@ -32,9 +32,7 @@ from transformers import (
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from inference.model.config import ConnectorSettings
-from inference.model.layout import AV_PLACEHOLDER_ID, AVLayout, av_layout
-
-WHISPER_FRAMES_PER_SECOND = 50  # Whisper encoder output rate: 1500 frames per 30 s chunk
+from inference.model.layout import AV_PLACEHOLDER_ID, WHISPER_FRAMES_PER_SECOND, AVLayout, av_layout
 
 
 class PlaceholderMismatchError(ValueError):

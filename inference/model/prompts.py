@@ -33,80 +33,52 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inference.errors import UserError
-from inference.model.tokenizer import ENDOFTEXT, IM_END, IM_START
-from studio_trace import STEP_DELIMITER
+from inference.model.layout import AV_PLACEHOLDER_ID
+from studio_trace.chatml import (
+    AV_PLACEHOLDER_TEXT,
+    DEFAULT_SYSTEM,
+    FOLLOWUP_TEXT,
+    IM_END,
+    IM_START,
+    OPTION_SEPARATOR,
+    PROMPTS,
+    SPECIAL_TEXTS,
+    SYNTHDEC,
+    PromptTemplate,
+    followup_prompt_text,
+    format_options,
+    prompt_text,
+    user_text,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-AV_PLACEHOLDER_ID = -200  # official IMAGE_TOKEN_INDEX: the model splices the AV block in here
-AV_PLACEHOLDER_TEXT = "<image>"  # official DEFAULT_IMAGE_TOKEN; how prompt_text shows the AV block
-DEFAULT_SYSTEM = "You are a helpful assistant."  # preprocess_qwen's default system message
-
-# Options are joined by a space: "Choose from: A. cooking B. running C. swimming", as in the
-# golden sample (official_tiny/data/test_data.json). The paper's Table 5 as transcribed in our
-# reference sheet shows "A. {a}, B. {b}": the released data is not available to settle it, and
-# the golden sample is what the reference ids were computed from.
-OPTION_SEPARATOR = " "
-
-FOLLOWUP_QUESTION = "What is the final answer to the question based on your thinking steps?"
-# Tokenized on its own and appended after the reasoning ids (official inference.py:403).
-FOLLOWUP_TEXT = f"\n{IM_START}user\n{FOLLOWUP_QUESTION}{IM_END}\n{IM_START}assistant\n"
-
-_SPECIAL_STRINGS = (ENDOFTEXT, IM_START, IM_END)
+# The texts (special tokens, system prompt, the three prompt kinds, the follow-up question) are
+# defined once in studio_trace.chatml; they are re-exported here beside the ids built from them.
+__all__ = [
+    "AV_PLACEHOLDER_ID",
+    "AV_PLACEHOLDER_TEXT",
+    "DEFAULT_SYSTEM",
+    "FOLLOWUP_TEXT",
+    "PROMPTS",
+    "Prompt",
+    "PromptError",
+    "PromptTemplate",
+    "SYNTHDEC",
+    "build_followup_ids",
+    "build_prompt",
+    "build_prompt_ids",
+    "build_user_text",
+    "followup_prompt_text",
+    "format_options",
+    "prompt_text",
+    "render_ids",
+]
 
 
 class PromptError(UserError):
     """A question or its options cannot make a prompt of the chosen kind."""
-
-
-@dataclass(frozen=True)
-class PromptTemplate:
-    """One prompt kind: its user text (after the AV placeholder) and how it is answered."""
-
-    kind: str
-    # str.format template; {question} is the user's question, {choices} the option line
-    # ("Choose from: A. x B. y", empty when a kind allows no options).
-    template: str
-    options: str  # "required" | "optional" | "none"
-    # True: the answer is reasoned in steps and a second pass asks for the final answer.
-    two_pass: bool
-
-
-REASONING = PromptTemplate(
-    kind="reasoning",
-    template=(
-        "Question: {question}\n{choices}"
-        "Answer the question step by step. Output each thinking step. "
-        f"Mark the end of each step with {STEP_DELIMITER} token."
-    ),
-    # Our addition: without options the "Choose from" line is left out (open questions in the
-    # app); the paper only evaluates multiple choice.
-    options="optional",
-    two_pass=True,
-)
-DIRECT = PromptTemplate(
-    kind="direct",
-    template=(
-        "Select the best answer to the following question based on the video. "
-        "Respond with only the letter of the correct option.\n{question}\n{choices}"
-    ),
-    options="required",  # the instruction asks for a letter
-    two_pass=False,
-)
-# Paper Table 5. A commented-out variant in llava_trainer.py:1734 says "AI generated video ...
-# distorted hands, faces or color"; the paper's wording is used.
-SYNTHDEC = PromptTemplate(
-    kind="synthdec",
-    template=(
-        "An AI-generated video contains unnatural distorted things, such as distorted hands or faces. "
-        "Is the given video AI generated? Answer YES or NO. Answer step by step and output each step clearly."
-    ),
-    options="none",  # fixed yes/no question
-    two_pass=True,
-)
-# Keyed in the order of studio_trace.PROMPT_KINDS (a test checks they agree).
-PROMPTS: dict[str, PromptTemplate] = {t.kind: t for t in (REASONING, DIRECT, SYNTHDEC)}
 
 
 @dataclass(frozen=True)
@@ -117,11 +89,6 @@ class Prompt:
     user_text: str  # the user turn after "<image>\n"
     text: str  # exact ChatML string, AV placeholder shown as AV_PLACEHOLDER_TEXT (Trace.prompt)
     ids: tuple[int, ...]  # official ids, AV_PLACEHOLDER_ID at the AV position
-
-
-def format_options(options: Sequence[str], separator: str = OPTION_SEPARATOR) -> str:
-    """``["cooking", "running"]`` -> ``"Choose from: A. cooking B. running"``."""
-    return "Choose from: " + separator.join(f"{chr(ord('A') + i)}. {o}" for i, o in enumerate(options))
 
 
 def trace_question(kind: str, question: str = "") -> str:
@@ -150,7 +117,7 @@ def build_user_text(
     question = (question or "").strip()
     options = [str(o).strip() for o in (options or [])]
     for text in (question, *options):
-        if any(s in text for s in _SPECIAL_STRINGS):
+        if any(s in text for s in SPECIAL_TEXTS):
             raise PromptError(
                 "the question and options must not contain <|im_start|>, <|im_end|> or <|endoftext|>"
             )
@@ -168,10 +135,7 @@ def build_user_text(
         raise PromptError("at most 26 answer options (A to Z) are supported")
     if template.options == "required" and not options:
         raise PromptError(f"the {kind} prompt needs answer options; add options or use the reasoning prompt")
-    choices = format_options(options, option_separator) if options else ""
-    if kind == "reasoning" and choices:
-        choices += "\n"  # the option line has its own line before the instruction
-    return template.template.format(question=question, choices=choices)
+    return user_text(kind, question, options, option_separator=option_separator)
 
 
 def _tok(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -201,19 +165,6 @@ def build_prompt_ids(
     )
     assistant_ids = _tok(tokenizer, f"{IM_START}assistant") + nl  # blank turn, last 2 ids cut
     return system_ids + user_ids + assistant_ids
-
-
-def prompt_text(user_text: str, *, system: str = DEFAULT_SYSTEM, marker: str = AV_PLACEHOLDER_TEXT) -> str:
-    """The ChatML string the prompt ids spell, ``marker`` standing for the AV block.
-
-    Note the blank line after the marker: the ids hold "\\n" [AV] "\\n" "\\n" (see module doc).
-    Equals ``render_ids(tokenizer, build_prompt_ids(...), marker=marker)`` for NFC text.
-    """
-    return (
-        f"{IM_START}system\n{system}{IM_END}\n"
-        f"{IM_START}user\n{marker}\n\n{user_text}{IM_END}\n"
-        f"{IM_START}assistant\n"
-    )
 
 
 def render_ids(
@@ -272,10 +223,3 @@ def build_followup_ids(
     if ensure_im_end and (not reasoning_ids or reasoning_ids[-1] != im_end):
         reasoning_ids.append(im_end)
     return [int(i) for i in prompt_ids] + reasoning_ids + _tok(tokenizer, FOLLOWUP_TEXT)
-
-
-def followup_prompt_text(prompt: str, reasoning: str, *, ensure_im_end: bool = True) -> str:
-    """The ChatML text of the second pass (``prompt`` from :func:`prompt_text`)."""
-    if ensure_im_end and not reasoning.endswith(IM_END):
-        reasoning += IM_END
-    return prompt + reasoning + FOLLOWUP_TEXT

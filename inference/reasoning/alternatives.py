@@ -35,9 +35,9 @@ from inference.reasoning.generate import (
     decoding_from_generation_config,
 )
 from inference.reasoning.scoring import MARKER, ScoringError, prev_text, trace_prompt_ids
+from studio_trace import IM_END as IM_END_TEXT
 from studio_trace import STEP_DELIMITER, Alternative, Trace, extract_choice
 
-IM_END_TEXT = "<|im_end|>"
 PREFIX_CONVENTION = "prompt + tok(previous steps, each + '<end_of_step>\\n')"
 
 

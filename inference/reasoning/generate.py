@@ -20,9 +20,8 @@ from typing import Any
 import torch
 
 from inference.model.prompts import PROMPTS, build_prompt, followup_prompt_text, trace_question
+from studio_trace import IM_END as IM_END_TEXT
 from studio_trace import STEP_DELIMITER, Answer, ClipInfo, Step, Trace, extract_choice
-
-IM_END_TEXT = "<|im_end|>"
 
 
 @dataclass(frozen=True)

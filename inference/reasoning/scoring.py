@@ -46,9 +46,9 @@ import torch
 
 from inference.errors import UserError
 from inference.reasoning.perturb import NOISE_STEP, AVTensors, get_perturbation, perturb
-from studio_trace import STEP_DELIMITER, Trace
+from studio_trace import STEP_SUFFIX, Trace
 
-MARKER = STEP_DELIMITER + "\n"  # what follows every step but the last in the official prev_strs
+MARKER = STEP_SUFFIX  # what follows every step but the last in the official prev_strs
 CONVENTION = "official: step text without marker, tokenized alone; previous steps joined with markers"
 
 

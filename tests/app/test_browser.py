@@ -47,7 +47,7 @@ def test_upload_and_analyze_shows_the_steps(page, app, clip, tmp_path):
     page.wait_for_selector("#steps [data-step='0']", timeout=TIMEOUT_MS)
     page.wait_for_selector("#label-status:has-text('Done in')", timeout=TIMEOUT_MS)
     trace_id = page.locator("#trace-id textarea, #trace-id input").first.input_value()
-    stored = app.studio.store.get_trace(trace_id)
+    stored = app.studio.store.get_trace(trace_id).to_dict()
     assert page.locator("#steps .step").count() == len(stored["steps"])
     assert page.locator("#step-0 .step-text").inner_text() == stored["steps"][0]["text"]
     assert "Answer" in page.locator("#trace-card").inner_text()

@@ -209,11 +209,8 @@ def test_first_minute_on_a_1280x720_screen(browser, app, clip):
     tab.click("#btn-analyze")
     tab.wait_for_selector("#label-status:has-text('Done in')", timeout=TIMEOUT_MS)
     counts = tab.evaluate("window.__counts")
-    n = len(
-        app.studio.store.get_trace(tab.locator("#trace-id textarea, #trace-id input").first.input_value())[
-            "steps"
-        ]
-    )
+    trace_id = tab.locator("#trace-id textarea, #trace-id input").first.input_value()
+    n = len(app.studio.store.get_trace(trace_id).trace.steps)
     shown = [c for c, _ in counts if c > 0]
     assert shown[:n] == list(range(1, n + 1)), f"steps did not appear one by one: {counts}"
     times = {c: t for c, t in counts}

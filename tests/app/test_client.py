@@ -13,6 +13,7 @@ from gradio_client.exceptions import AppError
 
 from tests.app.conftest import XSS, analyze_args, make_trace
 from ui import render
+from ui.services import page_trace
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +36,8 @@ def test_analysis_streams_stages_then_steps_then_answer_then_scores(app, analysi
         ("Generating the reasoning", "Scoring every step (noise, mute)"),
     ]:
         assert stages.index(earlier) < stages.index(later)
-    stored = app.studio.store.get_trace(trace_id)
-    n = len(stored["steps"])
+    stored = app.studio.store.get_trace(trace_id).trace
+    n = len(stored.steps)
     assert n >= 1
     # each step appears on its own update before the answer does
     step_updates = [s for s in statuses if s.startswith("Generating: step")]
@@ -59,7 +60,7 @@ def test_analysis_streams_stages_then_steps_then_answer_then_scores(app, analysi
 
 def test_analysis_is_stored_with_scores_spans_and_the_kept_clip(app, analysis, clip):
     _, updates, trace_id = analysis
-    stored = app.studio.store.get_trace(trace_id)
+    stored = app.studio.store.get_trace(trace_id).to_dict()
     assert stored["source"] == "live"
     assert stored["model"]["tiny"] is True
     assert stored["question"] == "Which way does the shape move?"
@@ -88,7 +89,7 @@ def test_analysis_is_stored_with_scores_spans_and_the_kept_clip(app, analysis, c
 def test_label_steps_undo_and_time_spent(app, analysis):
     client, _, trace_id = analysis
     store = app.studio.store
-    n = len(store.get_trace(trace_id)["steps"])
+    n = len(store.get_trace(trace_id).trace.steps)
     out = client.predict(
         "alice", trace_id, 0, "visual_misperception", "no <b>ball</b>", True, api_name="/reject"
     )
@@ -114,7 +115,7 @@ def test_label_steps_undo_and_time_spent(app, analysis):
 
 def test_navigation_clamps_to_the_steps(app, analysis):
     client, _, trace_id = analysis
-    n = len(app.studio.store.get_trace(trace_id)["steps"])
+    n = len(app.studio.store.get_trace(trace_id).trace.steps)
     assert client.predict("alice", trace_id, n - 1, True, api_name="/next_step")[2] == n - 1
     assert client.predict("alice", trace_id, 0, True, api_name="/prev_step")[2] == 0
     out = client.predict("alice", trace_id, 99, True, api_name="/show_step")
@@ -252,7 +253,7 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     client, _, trace_id = analysis
     store = app.studio.store
     html, choices, message = client.predict("judy", trace_id, 0, 2, 0, api_name="/alternatives")
-    stored = store.get_trace(trace_id)["alternatives"]
+    stored = page_trace(store.get_trace(trace_id))["alternatives"]  # with ids and authors
     models = [a for a in stored if a["source"] == "model" and a["step_index"] == 0]
     assert message.startswith(f"Sampled 2: {len(models)} new alternative")
     # each alternative once: its text in the list, its number in the choice to prefer
@@ -265,7 +266,7 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     out = client.predict("judy", trace_id, 0, correction, api_name="/correct")
     assert out[3] == ""  # the text box is emptied
     assert "&lt;b&gt;fast&lt;/b&gt;" in out[0]
-    human = next(a for a in store.get_trace(trace_id)["alternatives"] if a["source"] == "human")
+    human = next(a for a in page_trace(store.get_trace(trace_id))["alternatives"] if a["source"] == "human")
     assert human["text"] == correction
     assert [(p["alternative_id"], p["chosen"]) for p in store.preferences_for_trace(trace_id, "judy")] == [
         (human["id"], "alternative")
@@ -281,7 +282,7 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     assert re.fullmatch(r"Step 1: p\(correct\) = (0\.00|1\.00) over 1 rollouts", message)
     assert "original step: p(correct) =" in html
     # stored: the step's and each alternative's expected correctness feed the soft pDPO labels
-    after = store.get_trace(trace_id)
+    after = store.get_trace(trace_id).to_dict()
     shown = float(message.split("= ")[1].split()[0])
     assert after["steps"][0]["expected_correctness"] == shown
     at_step = [a for a in after["alternatives"] if a["step_index"] == 0]

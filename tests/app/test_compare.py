@@ -62,7 +62,8 @@ def text_of(fragment: str) -> str:
 
 def base_trace_of(studio, adapter_trace_id: str) -> dict:
     traces = [
-        studio.store.get_trace(t["trace_id"]) for t in studio.store.queue("\u2014", unlabeled_only=False)
+        studio.store.get_trace(t["trace_id"]).to_dict()
+        for t in studio.store.queue("\u2014", unlabeled_only=False)
     ]
     (base,) = [t for t in traces if t["model"].get("compared_with") == adapter_trace_id]
     return base
@@ -71,7 +72,7 @@ def base_trace_of(studio, adapter_trace_id: str) -> dict:
 def test_both_runs_are_stored_with_the_model_that_made_them(adapter_app, adapter_dir, compared):
     _, _, final = compared
     studio = adapter_app.studio
-    tuned = studio.store.get_trace(final[1])
+    tuned = studio.store.get_trace(final[1]).to_dict()
     base = base_trace_of(studio, tuned["id"])
     assert tuned["model"]["adapter"] == str(adapter_dir)
     assert base["model"]["adapter"] is None and base["id"] != tuned["id"]
@@ -130,9 +131,9 @@ def test_the_page_shows_the_adapter_trace_for_labeling_and_the_base_beside_it(ad
 
 def test_the_adapter_is_back_on_after_the_comparison(adapter_app, compared, clip):
     client, _, final = compared
-    tuned = adapter_app.studio.store.get_trace(final[1])
+    tuned = adapter_app.studio.store.get_trace(final[1]).to_dict()
     again = client.predict(*analyze_args(handle_file(str(clip))), api_name="/analyze")
-    repeat = adapter_app.studio.store.get_trace(again[1])
+    repeat = adapter_app.studio.store.get_trace(again[1]).to_dict()
     assert repeat["model"]["adapter"] == tuned["model"]["adapter"]
     assert [s["text"] for s in repeat["steps"]] == [s["text"] for s in tuned["steps"]]
     assert "saved" not in again[10] and "Also run the base model" in again[10]  # cleared: a hint

@@ -117,8 +117,9 @@ def test_labels_belong_to_the_login_whatever_name_is_sent(site):
     try:
         (alice_label,) = store.labels_for_trace("acc-1", "alice")
         assert alice_label["comment"] == "alice's reason"
-        human = [a for a in store.get_trace("acc-1")["alternatives"] if a["source"] == "human"]
-        assert [a["created_by"] for a in human] == ["bob"]
+        stored = store.get_trace("acc-1")
+        authors = zip(stored.trace.alternatives, stored.alternative_authors, strict=True)
+        assert [who for alt, who in authors if alt.source == "human"] == ["bob"]
         assert store.preferences_for_trace("acc-1", "alice") == []
     finally:
         store.close()

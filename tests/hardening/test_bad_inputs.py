@@ -115,13 +115,13 @@ def test_app(app_process, inputs, tiny_checkpoint, tmp_path):
     outcomes: dict[str, Outcome] = {}
     try:
         for item, path in inputs:
-            outcomes[item.name] = app_outcome(item, path, client, store.get_trace)
+            outcomes[item.name] = app_outcome(item, path, client, lambda i: store.get_trace(i).to_dict())
             assert app.alive(), f"the app died on {item.name}:\n{app.log()[-3000:]}"
         normal = BadInput(
             "normal", lambda folder: folder, Expected(size=(160, 96), frames=6, has_audio=True), ""
         )
         clip = write_clip(tmp_path / "normal.mp4", seconds=3, fps=8)
-        outcomes["normal"] = app_outcome(normal, clip, client, store.get_trace)
+        outcomes["normal"] = app_outcome(normal, clip, client, lambda i: store.get_trace(i).to_dict())
     finally:
         store.close()
     failed = {name: o for name, o in outcomes.items() if o.problems}

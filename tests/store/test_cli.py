@@ -105,6 +105,7 @@ def test_import_label_undo_export_stats_queue(tmp_path, capsys, make_trace, writ
         "m004_extra_fields",
         "m005_one_synthdec_question",
         "m006_readable_views",
+        "m007_review_roles_and_adjudication",
     ]
 
 

@@ -35,7 +35,7 @@ def labeled(store, clock, make_trace):
             make_trace("t2", T2_TEXTS, scores=[0.1, 0.2, 0.1]),
         ]
     )
-    alt = store.get_trace("t1")["alternatives"][0]["id"]
+    alt = store.get_trace("t1").alternative_ids[0]
     clock.set(T0)
     store.set_label("alice", "t1", 0, "accept")
     store.set_label("alice", "t1", 1, "reject", error_type="visual_misperception")

@@ -22,8 +22,8 @@ from annotation_db import (
     StoreIOError,
     StoreReadOnlyError,
 )
-from annotation_db import store as store_module
 from annotation_db.cli import main
+from annotation_db.store import connection as store_module
 
 FULL = (
     r"the disk holding .*annotations\.db is full, so nothing was saved; free some space there, then try again"

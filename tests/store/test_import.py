@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from annotation_db import ImportFormatError, Store, TraceConflictError
-from annotation_db.tracejson import SYNTHDEC_QUESTION, TRACE_SCHEMA_VERSION, file_sha256, prompt_text
+from annotation_db.tracejson import file_sha256, published_prompt
+from studio_trace import SYNTHDEC_QUESTION, Alternative, ClipInfo, Step, Trace, TraceFormatError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,11 +46,12 @@ def test_import_is_lossless(store, make_trace, write_jsonl, tmp_path):
     trace["steps"][1]["top_t"] = True
     assert store.import_traces(write_jsonl(tmp_path / "t.jsonl", [trace])) == {"added": 1, "skipped": 0}
     got = store.get_trace("t1")
-    # Store ids come back beside the Trace fields; everything else is what was imported.
-    assert [s.pop("id") for s in got["steps"]] == [1, 2]
-    assert got["alternatives"][0].pop("id") == 1
-    assert got["alternatives"][0].pop("created_by") is None
-    assert got == trace
+    # The Trace and the store's row ids of its steps and alternatives; the JSON is what was
+    # imported, fields this version does not know included.
+    assert (got.step_ids, got.alternative_ids, got.alternative_authors) == ((1, 2), (1,), (None,))
+    assert got.to_dict() == trace
+    assert got.trace == Trace.from_dict(trace)
+    assert got.trace.steps[0].kl_tokens == ["The", " man", " runs."]
 
 
 def test_same_trace_twice_is_one_trace(store, make_trace, write_jsonl, tmp_path):
@@ -62,7 +64,7 @@ def test_same_trace_twice_is_one_trace(store, make_trace, write_jsonl, tmp_path)
     path2.write_text("\n\n".join(json.dumps(t, indent=None, sort_keys=True) for t in traces) + "\n")
     assert store.import_traces(path2) == {"added": 0, "skipped": 2}
     assert _counts(store) == {"clips": 1, "traces": 2, "steps": 3, "alternatives": 0}
-    assert store.get_trace("t1")["steps"][0]["score"] is None  # the stored copy is kept
+    assert store.get_trace("t1").trace.steps[0].score is None  # the stored copy is kept
     # The same id twice in one file is one trace too.
     assert store.add_traces([make_trace("t3", ["x"]), make_trace("t3", ["x"])]) == {"added": 1, "skipped": 1}
 
@@ -110,6 +112,9 @@ def test_malformed_traces_are_rejected_with_a_reason(store, make_trace, change, 
     change(trace)
     with pytest.raises(ImportFormatError, match=message):
         store.add_trace(trace)
+    # One validation: the Trace itself refuses the same dict for the same reason.
+    with pytest.raises(TraceFormatError, match=message):
+        Trace.from_dict(trace)
 
 
 def test_same_id_with_other_content_is_a_conflict(store, make_trace, write_jsonl, tmp_path):
@@ -129,7 +134,7 @@ def test_clip_facts_are_filled_in_not_overwritten(store, make_trace):
     second = make_trace("t2", ["b"])
     second["clip"].update(name="later.mp4", path="/later.mp4", duration_s=9.0)
     store.add_trace(second)
-    clip = store.get_trace("t1")["clip"]
+    clip = store.get_trace("t1").to_dict()["clip"]
     assert (clip["name"], clip["path"], clip["duration_s"], clip["fps"]) == (
         "later.mp4",
         "/later.mp4",
@@ -140,9 +145,7 @@ def test_clip_facts_are_filled_in_not_overwritten(store, make_trace):
 
 def test_trace_from_inference_is_accepted(store):
     """The Trace dataclass of studio_trace/trace.py is the schema; its JSON must import as is."""
-    from studio_trace import SCHEMA_VERSION, Alternative, ClipInfo, Step, Trace
 
-    assert SCHEMA_VERSION == TRACE_SCHEMA_VERSION
     trace = Trace(
         question="q",
         clip=ClipInfo(sha256="f" * 64, name="c.mp4"),
@@ -150,9 +153,13 @@ def test_trace_from_inference_is_accepted(store):
         alternatives=[Alternative(step_index=1, text="Deux.")],
     )
     assert store.add_trace(json.loads(trace.to_json())) == {"added": 1, "skipped": 0}
-    got = store.get_trace(trace.id, with_ids=False)
-    assert got == trace.to_dict()
-    assert Trace.from_dict(got) == trace
+    got = store.get_trace(trace.id)
+    assert got.to_dict() == trace.to_dict()
+    assert got.trace == trace
+    # A Trace object is taken as it is, too.
+    again = Trace(question="q", clip=ClipInfo(sha256="e" * 64), steps=[Step(index=0, text="Un.")])
+    assert store.add_trace(again) == {"added": 1, "skipped": 0}
+    assert store.get_trace(again.id).trace == again
 
 
 def test_annotation_db_never_imports_inference_torch_or_gradio():
@@ -204,7 +211,7 @@ def test_import_published_reasoning(store, tmp_path):
         ("a.mp4", 2, None, "imported"),
         ("b.mp4", 2, None, "imported"),
     ]
-    first = store.get_trace(queue[0]["trace_id"])
+    first = store.get_trace(queue[0]["trace_id"]).to_dict()
     assert first["clip"]["sha256"] == file_sha256(tmp_path / "a.mp4")
     assert first["clip"]["path"] == str((tmp_path / "a.mp4").resolve())
     assert [s["text"] for s in first["steps"]] == ["Step one.", "The answer is B"]
@@ -215,7 +222,7 @@ def test_import_published_reasoning(store, tmp_path):
         "Question: Why?\nChoose from: A. x B. y\nAnswer the question step by step. Output each thinking step. "
         "Mark the end of each step with <end_of_step> token.<|im_end|>\n<|im_start|>assistant\n"
     )
-    second = store.get_trace(queue[1]["trace_id"])
+    second = store.get_trace(queue[1]["trace_id"]).to_dict()
     assert (second["prompt_kind"], second["answer"]["choice"]) == ("synthdec", "YES")
 
 
@@ -230,7 +237,7 @@ def test_import_published_with_a_missing_clip_imports_nothing(store, tmp_path):
 def test_published_prompts_match_inference_prompts():
     prompts = pytest.importorskip("inference.model.prompts")
     for question, options in [("Why?", ["x", "y", "z"]), ("What happens?", None), (SYNTHDEC_QUESTION, None)]:
-        kind, text = prompt_text(question, options)
+        kind, text = published_prompt(question, options)
         user = prompts.build_user_text(kind, "" if kind == "synthdec" else question, options)
         assert text == prompts.prompt_text(user)
 
@@ -245,6 +252,6 @@ def test_import_the_real_published_reasoning(tmp_path, shared_clips):
             ("synth_1.mp4", 8, "synthdec"),
             ("synth_2.mp4", 5, "synthdec"),
         ]
-        standup = store.get_trace(queue[0]["trace_id"])
+        standup = store.get_trace(queue[0]["trace_id"]).to_dict()
         assert (standup["reference_answer"], standup["answer"]["choice"]) == ("B", "B")
         assert standup["clip"]["sha256"] == file_sha256(shared_clips / "standup_1.mp4")

@@ -11,7 +11,8 @@ import pytest
 
 from annotation_db import ImportFormatError, Store
 from annotation_db.cli import main
-from annotation_db.tracejson import SYNTHDEC_QUESTION, prompt_text
+from annotation_db.tracejson import published_prompt as prompt_text
+from studio_trace import SYNTHDEC_QUESTION
 
 
 def _run_out_file(path: Path, trace_id: str, question: str = "", kind: str = "synthdec") -> Path:
@@ -40,7 +41,7 @@ def test_a_pretty_trace_json_file_imports_as_it_is(tmp_path, capsys):
     assert capsys.readouterr().out == "imported 0 traces, 1 already stored\n"
     with Store.open(db) as store:
         # run without --question stored ""; the store keeps the one SynthDec question
-        assert store.get_trace("live-1")["question"] == SYNTHDEC_QUESTION
+        assert store.get_trace("live-1").trace.question == SYNTHDEC_QUESTION
 
 
 def test_a_broken_pretty_file_names_its_line(tmp_path, store):
@@ -94,7 +95,7 @@ def test_every_entry_point_stores_the_one_synthdec_question(tmp_path, store, mak
     (tmp_path / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
     store.import_published(tmp_path / "manifest.jsonl")
     [published] = store.queue("alice")
-    clip = store.get_trace(published["trace_id"])["clip"]
+    clip = store.get_trace(published["trace_id"]).to_dict()["clip"]
     prompt = prompt_text(SYNTHDEC_QUESTION, None)[1]
 
     def synthdec(trace_id: str, question: str, texts: list[str]) -> dict:
@@ -150,5 +151,5 @@ def test_the_migration_gives_old_synthdec_rows_the_question(tmp_path, make_trace
     raw.close()
     assert migrations.pending(Database(db_path))  # the old file has work to do
     with Store.open(db_path) as store:
-        assert store.get_trace("old-live")["question"] == SYNTHDEC_QUESTION
+        assert store.get_trace("old-live").trace.question == SYNTHDEC_QUESTION
         assert store.import_traces(traces_file) == {"added": 0, "skipped": 1}

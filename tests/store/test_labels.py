@@ -178,7 +178,7 @@ def test_blind_mode_shows_peers_only_where_you_labeled(traced):
 
 
 def test_labels_on_alternatives_are_separate_items(traced):
-    alt = traced.get_trace("t1")["alternatives"][0]["id"]
+    alt = traced.get_trace("t1").alternative_ids[0]
     traced.set_label("alice", "t1", 1, "reject", error_type="visual_misperception")
     on_alt = traced.set_label("alice", "t1", 1, "accept", alternative_id=alt, time_spent_s=1.0)
     assert on_alt == _label(2, 1, "accept", kind="alternative", alternative_id=alt, time_s=1.0)
@@ -302,8 +302,9 @@ def test_expected_correctness_from_rollouts_is_kept(traced):
     store.set_expected_correctness(trace_id, 1, 0.5)
     store.set_expected_correctness(trace_id, 1, 1.0, alternative_id=alt["id"])
     stored = store.get_trace(trace_id)
-    assert stored["steps"][1]["expected_correctness"] == 0.5
-    assert next(a for a in stored["alternatives"] if a["id"] == alt["id"])["expected_correctness"] == 1.0
+    assert stored.trace.steps[1].expected_correctness == 0.5
+    j = stored.alternative_ids.index(alt["id"])
+    assert stored.trace.alternatives[j].expected_correctness == 1.0
     with pytest.raises(InvalidLabelError, match="between 0 and 1"):
         store.set_expected_correctness(trace_id, 1, 1.5)
     with pytest.raises(UnknownAlternativeError):

@@ -17,6 +17,7 @@ ALL = [
     "m004_extra_fields",
     "m005_one_synthdec_question",
     "m006_readable_views",
+    "m007_review_roles_and_adjudication",
 ]
 
 
@@ -39,6 +40,10 @@ def test_empty_file_gets_every_migration_wal_and_foreign_keys(tmp_path):
             "alternatives",
             "preferences",
             "preference_events",
+            "role_events",
+            "review_events",
+            "reviews",
+            "clip_kinds",
         }
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -47,7 +47,7 @@ def main() -> None:
                 store.import_traces(path)
                 print(f"ack {i}", flush=True)
             return
-        n_steps = len(store.get_trace("t")["steps"])
+        n_steps = len(store.get_trace("t").trace.steps)
         for i in rounds:
             if mode == "labels":
                 for k in range(n_steps):

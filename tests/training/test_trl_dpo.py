@@ -17,7 +17,7 @@ datasets = pytest.importorskip("datasets")
 
 from annotation_db import Store  # noqa: E402
 from annotation_db.export import datasets_features  # noqa: E402
-from annotation_db.tracejson import prompt_text  # noqa: E402
+from annotation_db.tracejson import published_prompt as prompt_text  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
