@@ -355,7 +355,7 @@ def _queue_view(p: Page) -> None:
         column_widths=render.QUEUE_WIDTHS,
         max_chars=render.QUEUE_CELL_CHARS,
         elem_id="queue-table",
-        label="Traces (click a row to open it; a cut cell shows in full when clicked)",
+        label="Traces (click a row to open it; the Label tab shows its whole question)",
     )
     with gr.Row():
         p.open_id = gr.Textbox(label="Trace id", elem_id="open-id", scale=3)
@@ -497,7 +497,7 @@ def _wire_analysis(p: Page, h: ModelHandlers) -> None:
         list(dict.fromkeys(outputs)),
         api_name="analyze",
         show_progress="minimal",
-        show_progress_on=[p.status],
+        show_progress_on=[p.stream_view],  # the queue place and a failure's mark, not over the status line
         **GPU,
     )
 

@@ -270,10 +270,11 @@ def stream_html(
     answer: Mapping[str, Any] | None,
     reference: str | None = None,
     spans: Sequence[tuple[float, float] | None] | None = None,
+    empty_message: str = "",
 ) -> str:
     """The Analyze tab's read-only view of an analysis: the steps as they are decoded (with their
     scores once scored), then the answer."""
-    streaming = answer is None
+    streaming = answer is None and not empty_message
     listed = steps_html(
         steps,
         None,
@@ -281,7 +282,7 @@ def stream_html(
         streaming=streaming,
         show_labels=False,
         selectable=False,
-        empty_message="" if streaming else "The model gave no steps.",
+        empty_message=empty_message or ("" if streaming else "The model gave no steps."),
     )
     shown = answer_html(answer, reference, pending=streaming and bool(steps)) if steps or answer else ""
     return f'<div class="stream">{listed}{shown}</div>'

@@ -227,6 +227,9 @@ class ModelHandlers(Handlers):
             error = _as_gradio_error(exc)
             failed = {**self.cleared("The analysis failed: nothing to label."), p.desk: desk}
             failed[p.status] = render.status_html(f"Failed: {error.message}", None, failed=True)
+            failed[p.stream_view] = render.stream_html(
+                [], None, empty_message="Nothing to show: the analysis failed."
+            )
             yield failed
             raise error from exc
 
