@@ -346,6 +346,7 @@ def _queue_view(p: Page) -> None:
             [(name, key) for key, name in workspace.QUEUE_ORDER_NAMES.items()],
             value="max_score",
             label="Order",
+            elem_id="queue-order",
         )
         p.queue_btn = gr.Button("Refresh", elem_id="btn-queue")
     p.queue_table = gr.Dataframe(
