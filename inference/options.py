@@ -30,6 +30,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="LLM weights: 4-bit NF4 (default on CUDA), 8-bit, or none (default on CPU)",
     )
     group.add_argument("--device", default=os.environ.get("STUDIO_DEVICE", "auto"), help="cuda, cpu or auto")
+    group.add_argument(
+        "--compute-dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        default=os.environ.get("STUDIO_COMPUTE_DTYPE", "auto"),
+        help="encoders' and 4-bit compute dtype: auto = bfloat16 on GPUs of compute capability >= 8.0, "
+        "float16 below (T4), float32 on the CPU (env STUDIO_COMPUTE_DTYPE)",
+    )
     group.add_argument("--adapter", default=os.environ.get("STUDIO_ADAPTER"), help="LoRA adapter folder")
     group.add_argument(
         "--vision-source", help="local folder with SigLIP's config.json (overrides the built-in)"
@@ -64,6 +71,7 @@ def load_from_args(args: argparse.Namespace):
         revision=args.revision,
         quantization=args.quantization,
         device=args.device,
+        dtype=getattr(args, "compute_dtype", "auto"),
         adapter=args.adapter,
         sources=ComponentSources(
             vision=args.vision_source, whisper=args.whisper_source, qformer=args.qformer_source
