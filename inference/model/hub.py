@@ -35,6 +35,7 @@ def hub_snapshot(repo_id: str, revision: str | None, patterns: list[str], what: 
     )
 
     rev = revision or "main"
+    local_hint = "pass --checkpoint with a local folder" if what == "checkpoint" else "pass a local folder"
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
     except RevisionNotFoundError as exc:
@@ -50,10 +51,10 @@ def hub_snapshot(repo_id: str, revision: str | None, patterns: list[str], what: 
     except LocalEntryNotFoundError as exc:  # offline, and the cache lacks this repo or revision
         raise CheckpointError(
             f"{what} {repo_id} revision {rev!r} is not in the hub cache and the hub is unreachable "
-            "(offline); download it first or pass a local folder"
+            f"(offline); download it first or {local_hint}"
         ) from exc
     except Exception as exc:  # network, permissions, disk: all the same to the user
         raise CheckpointError(
             f"cannot download {what} {repo_id!r} from the hub ({type(exc).__name__}); "
-            "pass a local folder instead, or run without --checkpoint for the tiny demo model"
+            f"{local_hint}, or run without --checkpoint for the tiny demo model"
         ) from exc

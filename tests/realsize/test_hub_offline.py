@@ -90,7 +90,7 @@ def test_wrong_revision_is_one_line(hub_cache, video):
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: checkpoint {CHECKPOINT} revision {'e' * 40!r} is not in the hub cache and the hub is "
-        "unreachable (offline); download it first or pass a local folder"
+        "unreachable (offline); download it first or pass --checkpoint with a local folder"
     )
 
 
