@@ -4,9 +4,8 @@
     python bench/gpu.py --tiny --cpu         # the same code path on the tiny model (CI runs this)
 
 On CUDA (target: under 8 minutes, nothing downloaded): builds the full-size model with random
-weights directly on the GPU (``bench/model.py``'s ``real_size_model``: Qwen2-7B in NF4, SigLIP
-so400m and Whisper large-v3 encoders in the card's dtype: bfloat16 from compute capability 8.0,
-float16 below), then on a 30 s clip (``../shared/clips/nextqa_1.mp4``, else a generated one)
+weights directly on the GPU (``real_size_model``: Qwen2-7B in NF4, SigLIP so400m and Whisper
+large-v3 encoders in the card's dtype: bfloat16 from compute capability 8.0, float16 below), then on a 30 s clip (``../shared/clips/nextqa_1.mp4``, else a generated one)
 measures: peak GPU memory; time to the first streamed step (random weights never write
 ``<end_of_step>``, so the first step is the whole ``--tokens`` reasoning: this is an upper bound;
 time to the first token is printed beside it); decode tokens/s; scoring time (one noise
@@ -38,7 +37,6 @@ def load_model_for(args) -> object:
         device = "cpu" if args.cpu else "cuda"
         loaded = load_model(LoadSettings(checkpoint=str(default_tiny_checkpoint()), device=device))
         return loaded, f"tiny checkpoint, {device}, {loaded.quantization}"
-    from bench.model import real_size_model
     from inference.model.loading import LoadedModel, choose_dtype
     from inference.model.tokenizer import build_qwen2_tokenizer
 
@@ -48,6 +46,28 @@ def load_model_for(args) -> object:
         model, build_qwen2_tokenizer(), Path("."), "random-real-size", None, "4bit", "cuda", {}
     )
     return loaded, f"released sizes, random weights, LLM NF4 + encoders {str(dtype).removeprefix('torch.')}"
+
+
+def real_size_model(dtype):
+    """The released sizes with random weights, built on the GPU: the LLM one layer at a time with
+    every projection quantised to NF4 as it lands (``bench/train.py``), the encoders and
+    connectors initialised on the GPU in ``dtype``. Nothing is downloaded."""
+    import torch
+
+    from bench.train import QWEN2_7B, random_nf4_llm
+    from inference.model.config import BERT_BASE_UNCASED, SIGLIP_SO400M, WHISPER_LARGE_V3
+    from inference.model.modeling import VideoSalmonnO1
+
+    torch.manual_seed(0)
+    llm = random_nf4_llm(QWEN2_7B, "cuda", dtype)
+    with torch.device("cuda"):
+        model = VideoSalmonnO1(
+            torch.nn.Identity(), SIGLIP_SO400M, WHISPER_LARGE_V3, BERT_BASE_UNCASED, 1152, 3584
+        )
+    model = model.to(dtype)
+    model.segment_table = model.segment_table.float()  # float32, as the loader keeps it
+    model.llm = llm
+    return model.eval()
 
 
 def sync(device: str) -> None:
