@@ -16,6 +16,10 @@ from inference.errors import UserError
 from inference.options import ModelOptions
 
 REPO = Path(__file__).resolve().parent.parent
+# Hugging Face Spaces mount persistent storage here (when the owner enables it); everything else
+# on a Space, the app folder included, is wiped at every restart.
+SPACE_PERSISTENT_DIR = "/data"
+LABELS_LOST_WARNING = "labels will be lost at restart: enable persistent storage or set --db"
 
 
 class ConfigError(UserError):
@@ -29,6 +33,7 @@ class AppConfig:
     revision: str | None = None
     quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
     device: str = "auto"
+    compute_dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, float16 below (T4), float32 on CPU
     adapter: str | None = None
     vision_source: str | None = None  # component config folders (inference.options.MODEL_FLAGS)
     whisper_source: str | None = None
@@ -56,6 +61,9 @@ class AppConfig:
     port: int = 7860  # Gradio's usual port (what Spaces expect)
     label_concurrency: int = 32  # labeling events at once; GPU events are always one at a time
     auth_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # read from auth_file
+    # --- where labels live on a Space (``space_storage``) -------------------------------------
+    admins: tuple[str, ...] = ()  # who may download a database backup when login is on; () = anyone signed in
+    storage_warning: str | None = None  # set on a Space whose labels would not survive a restart
 
     @property
     def model_options(self) -> ModelOptions:
@@ -69,6 +77,36 @@ class AppConfig:
     @property
     def auth_on(self) -> bool:
         return bool(self.auth_pairs) or self.oauth
+
+
+@dataclass(frozen=True)
+class SpaceStorage:
+    """Where a Space keeps the database, and whether it survives a restart."""
+
+    db: str
+    persistent: bool
+    warning: str | None
+
+
+def on_space(environ: Mapping[str, str]) -> bool:
+    """Hugging Face sets SPACE_ID (owner/name) and SYSTEM=spaces in every Space's container."""
+    return bool(environ.get("SPACE_ID")) or environ.get("SYSTEM") == "spaces"
+
+
+def space_storage(db: str | None, environ: Mapping[str, str]) -> SpaceStorage:
+    """The database path: ``db`` when given (flag or variable), else on a Space with persistent
+    storage mounted ``/data/annotations.db`` (``STUDIO_PERSISTENT_DIR`` stands in for /data), else
+    the default in the app folder. On a Space whose database is outside mounted persistent
+    storage, a warning says the labels will be lost at restart. Kept clips follow the database
+    (``AppConfig.media_root``)."""
+    persistent_dir = Path(environ.get("STUDIO_PERSISTENT_DIR") or SPACE_PERSISTENT_DIR)
+    mounted = persistent_dir.is_dir() and os.access(persistent_dir, os.W_OK)
+    if not on_space(environ):
+        return SpaceStorage(db or AppConfig.db, persistent=True, warning=None)
+    if db is None:
+        db = str(persistent_dir / "annotations.db") if mounted else AppConfig.db
+    inside = mounted and Path(db).resolve().is_relative_to(persistent_dir.resolve())
+    return SpaceStorage(db, persistent=inside, warning=None if inside else LABELS_LOST_WARNING)
 
 
 def _flag_bool(value: str | None) -> bool:
@@ -106,8 +144,9 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument(
         "--db",
-        default=env("STUDIO_DB") or env("ANNOTATION_DB") or AppConfig.db,
-        help=f"annotation database (env STUDIO_DB or ANNOTATION_DB; default {AppConfig.db})",
+        default=env("STUDIO_DB") or env("ANNOTATION_DB"),
+        help=f"annotation database (env STUDIO_DB or ANNOTATION_DB; default {AppConfig.db}, on a Space "
+        f"with persistent storage {SPACE_PERSISTENT_DIR}/annotations.db)",
     )
     data.add_argument(
         "--db-sync",
@@ -134,6 +173,13 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         "--auth-file",
         default=env("STUDIO_AUTH_FILE"),
         help="file with one name:password per line; turns login on (env STUDIO_AUTH_FILE)",
+    )
+    users.add_argument(
+        "--admin",
+        action="append",
+        default=[a for a in (env("STUDIO_ADMINS") or "").split(",") if a.strip()],
+        help="a login allowed to download the database backup; repeatable (env STUDIO_ADMINS, "
+        "comma-separated; default: anyone signed in, when login is on)",
     )
     users.add_argument(
         "--oauth",
@@ -201,12 +247,13 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
     if args.label_only and args.checkpoint:
         raise ConfigError("--label-only loads no model; drop --checkpoint or --label-only")
     auth_pairs = read_auth_file(args.auth_file) if args.auth_file else ()
+    storage = space_storage(args.db, environ)
     return AppConfig(
         **asdict(ModelOptions.from_args(args)),
         label_only=args.label_only,
         preload=args.preload,
         torch_threads=args.torch_threads,
-        db=args.db,
+        db=storage.db,
         media_dir=args.media_dir,
         media_paths=tuple(args.media_path),
         db_sync=args.db_sync,
@@ -217,4 +264,6 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         host=args.host,
         port=args.port,
         auth_pairs=auth_pairs,
+        admins=tuple(a.strip() for a in args.admin if a.strip()),
+        storage_warning=storage.warning,
     )

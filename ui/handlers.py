@@ -552,6 +552,15 @@ class Handlers:
         result = self.studio.export(format, suffix, min_agreement, names, since)
         return result["path"], f"{result['records']} {format} records in {result['path'].rsplit('/', 1)[-1]}"
 
+    @shown_errors
+    def backup(self, request: gr.Request, profile: gr.OAuthProfile | None):
+        """A consistent copy of the database (ui.storage says who may). Outputs: file, status."""
+        from ui.storage import write_backup
+
+        user = getattr(request, "username", None) or (profile.username if profile is not None else None)
+        path = write_backup(self.config, user)
+        return str(path), f"Database backup: {path.name} (a consistent copy; open it with --db)"
+
     # ------------------------------------------------------------------ alternatives, rollouts
 
     def _alternatives_outputs(

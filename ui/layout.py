@@ -71,7 +71,9 @@ kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding
 
 
 def banner_html(config: AppConfig, studio: Studio) -> str:
-    return read_only_banner(studio) + model_banner(config, studio)
+    from ui.storage import storage_banner
+
+    return storage_banner(config) + read_only_banner(studio) + model_banner(config, studio)
 
 
 def read_only_banner(studio: Studio) -> str:
@@ -357,6 +359,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                 export_btn = gr.Button("Export", variant="primary", elem_id="btn-export")
                 export_status = gr.Markdown()
                 export_file = gr.File(label="Download", elem_id="export-file")
+                backup_btn = gr.Button("Download a database backup", elem_id="btn-backup")
 
         # ---- wiring ------------------------------------------------------------------------
         label_limit = {"concurrency_limit": config.label_concurrency}
@@ -455,6 +458,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             api_name="export",
             **label_limit,
         )
+        backup_btn.click(h.backup, None, [export_file, export_status], api_name="backup", **label_limit)
 
         alt_inputs = [annotator, trace_id, step_index]
         alt_outputs = [alternatives_view, alternative, label_status]
