@@ -3,6 +3,7 @@ ready model.
 
     python bench/first_run.py                       # clone HEAD, reuse this checkout's .venv
     python bench/first_run.py --venv NONE           # also let scripts/setup.sh install .venv
+    python bench/first_run.py --app-only            # run.sh's last line only (no pip at all)
 
 Clones this repository's HEAD (committed files only) into a scratch folder, with an empty
 ``STUDIO_CACHE`` there, so the tiny demo model is built from its recipe exactly as on a fresh
@@ -67,7 +68,7 @@ def clone(into: Path, venv: str) -> Path:
     return target
 
 
-def measure(checkout: Path, scratch: Path, timeout_s: float) -> dict:
+def measure(checkout: Path, scratch: Path, timeout_s: float, app_only: bool) -> dict:
     port = free_port()
     env = {
         **os.environ,
@@ -79,8 +80,10 @@ def measure(checkout: Path, scratch: Path, timeout_s: float) -> dict:
         "PYTHONUNBUFFERED": "1",
     }
     started = time.perf_counter()
+    # run.sh = scripts/setup.sh (pip: create or check .venv), then .venv/bin/python app.py
+    command = [".venv/bin/python", "app.py"] if app_only else ["bash", "scripts/run.sh"]
     process = subprocess.Popen(
-        ["bash", "scripts/run.sh", "--port", str(port)],
+        [*command, "--port", str(port)],
         cwd=checkout,
         env=env,
         stdout=subprocess.PIPE,
@@ -89,7 +92,9 @@ def measure(checkout: Path, scratch: Path, timeout_s: float) -> dict:
     )
     lines: list[tuple[float, str]] = []
     reader = threading.Thread(
-        target=lambda: [lines.append((time.perf_counter() - started, line.rstrip())) for line in process.stdout],
+        target=lambda: [
+            lines.append((time.perf_counter() - started, line.rstrip())) for line in process.stdout
+        ],
         daemon=True,
     )
     reader.start()
@@ -132,6 +137,11 @@ def main() -> int:
         default=str(REPO / ".venv"),
         help="an installed .venv to link into the clone, or NONE to let scripts/setup.sh create one",
     )
+    parser.add_argument(
+        "--app-only",
+        action="store_true",
+        help="start .venv/bin/python app.py as run.sh does, without its pip step (leaves a shared .venv alone)",
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a ready model")
     args = parser.parse_args()
     if args.venv != "NONE" and not (Path(args.venv) / "bin" / "python").exists():
@@ -139,7 +149,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="studio-first-run-"))
     try:
         checkout = clone(scratch, args.venv)
-        result = measure(checkout, scratch, args.timeout)
+        result = measure(checkout, scratch, args.timeout, args.app_only)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     result.update(
@@ -147,6 +157,7 @@ def main() -> int:
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
             "venv": "linked" if args.venv != "NONE" else "installed by scripts/setup.sh",
+            "command": "app.py (no pip step)" if args.app_only else "bash scripts/run.sh",
         }
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
