@@ -222,18 +222,19 @@ class ModelHolder:
         from inference.model.loading import LoadSettings, load_model, resolve_device
         from inference.options import choose_checkpoint
 
+        # Before a tiny build too: its small matrices gain little from a second thread, and on a
+        # busy 2-core machine two threads waiting for each other made it 5x slower (bench/first_run.py).
+        set_cpu_threads(self.config)
         checkpoint = self.config.checkpoint
         if checkpoint == "tiny" or (
             not checkpoint and not resolve_device(self.config.device).startswith("cuda")
         ):
             from inference.tiny import default_tiny_checkpoint
 
-            # Built here (when not cached) so that status() can follow the build's progress; with
-            # torch's default threads (all cores), before set_cpu_threads leaves one for serving.
+            # Built here (when not cached) so that status() can follow the build's progress.
             default_tiny_checkpoint(log=log.info, progress=self._on_build_progress)
         checkpoint = choose_checkpoint(checkpoint, self.config.device, log=log.info)
         self._build = None
-        set_cpu_threads(self.config)
         settings = LoadSettings(
             checkpoint=checkpoint,
             revision=self.config.revision,
