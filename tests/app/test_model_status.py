@@ -4,6 +4,7 @@ for it: ``ModelHolder.status`` and the page's status line, Analyze button and po
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,54 @@ def test_the_page_turns_analyze_off_and_polls_only_while_the_model_is_on_its_way
     html, button, timer = model_updates(studio)
     assert "Model ready." in html and "<progress" not in html
     assert button["interactive"] is True and timer.active is False
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+)
+def test_the_page_shows_the_build_and_analyze_waits_for_the_model(tmp_path):
+    """In chromium: while the model builds the page says so and Analyze is off; when it is
+    ready the page says so and Analyze is on, without a reload."""
+    import gc
+
+    from playwright.sync_api import sync_playwright
+
+    from tests.app.conftest import base_config
+    from tests.app.test_browser import ARGS, CHROMIUM
+    from ui.layout import build_app, launch_kwargs
+    from ui.services import ModelHolder, Studio
+
+    release = threading.Event()
+
+    def loader(holder):
+        holder._on_build_progress(0.4, "training step 80 of 200")
+        release.wait(120)
+        holder._build = None
+        return Loaded()
+
+    config = base_config(tmp_path, checkpoint="tiny")
+    holder = ModelHolder(config, loader=lambda: loader(holder))
+    studio = Studio(config, models=holder)
+    demo = build_app(config, studio)
+    demo.launch(**{**launch_kwargs(config, studio), "prevent_thread_lock": True, "quiet": True})
+    try:
+        holder.start_background()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(f"http://127.0.0.1:{config.port}/", wait_until="load")
+            page.wait_for_selector("#model-status:has-text('training step 80 of 200, 40% done')")
+            assert "s left" in page.inner_text("#model-status")
+            assert page.is_disabled("#btn-analyze")
+            release.set()
+            page.wait_for_selector("#model-status:has-text('Model ready.')")
+            assert page.is_enabled("#btn-analyze")
+            browser.close()
+    finally:
+        release.set()
+        demo.close()
+        studio.close()
+        gc.unfreeze()
