@@ -8,8 +8,8 @@ as the released checkpoint; the only extras are the encoder configs embedded in 
 from the hub instead, and ``"studio_tiny": true`` so the app can warn that its output is
 meaningless.
 
-Random weights never emit ``<end_of_step>``, so the LLM gets a brief seeded training (a few
-seconds on 2 CPU cores; bench/first_run.py) on template reasoning in the paper's format: a few steps, each
+Random weights never emit ``<end_of_step>``, so the LLM gets a brief seeded training (about
+25 CPU seconds on one core; bench/first_run.py) on template reasoning in the paper's format: a few steps, each
 ending with ``<end_of_step>\\n``, then ``<|im_end|>``; and the second pass's "The answer is X."
 Its attention is limited to a 256-token sliding window (Qwen2's own ``use_sliding_window``):
 it trains on short audio-visual blocks and then behaves the same on a 60-frame clip, whose
