@@ -107,7 +107,8 @@ def model_updates(studio: Studio) -> tuple[str, Any, gr.Timer]:
     """The model status line, Analyze (off while the model builds or loads) and the timer that
     polls them (on only until then). Before a first analysis loads it, Analyze stays on."""
     status = studio.models.status()
-    bar = f'<progress value="{status.fraction:.2f}"></progress> ' if status.busy else ""
+    building = status.phase == "building"
+    bar = f'<progress value="{status.fraction:.2f}"></progress> ' if building else ""
     html = (
         f'<div class="model-status {status.phase.replace(" ", "-")}">{bar}{render.esc(status.message)}</div>'
     )

@@ -255,7 +255,7 @@ class ModelHolder:
             return ModelStatus("not loaded", "The model loads on the first analysis.")
         if build is None:
             waited = time.perf_counter() - self._started
-            return ModelStatus("loading", f"Loading the model ({waited:.0f} s so far).", 0.95)
+            return ModelStatus("loading", f"Loading the model ({waited:.0f} s so far).")
         started, fraction, what = build
         elapsed = time.perf_counter() - started
         left = tiny_build_seconds_left(elapsed, fraction)
@@ -290,8 +290,9 @@ class ModelHolder:
 
     def statuses_until_ready(self, interval: float = 1.0) -> Iterator[ModelStatus]:
         """For an analysis that must wait: starts the load when nobody has, then yields the
-        status every ``interval`` seconds until the model is ready or failed (then call get())."""
-        if self.state in ("not loaded", "failed"):
+        status every ``interval`` seconds until the model is ready or failed (then call get(),
+        which also retries a failed load)."""
+        if self.state == "not loaded":
             self.start_background()
         while self._loaded is None and self.state != "failed":
             status = self.status()
