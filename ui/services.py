@@ -289,16 +289,14 @@ class ModelHolder:
         return self._loaded
 
     def statuses_until_ready(self, interval: float = 1.0) -> Iterator[ModelStatus]:
-        """For an analysis that must wait: starts the load when nobody has, then yields the
-        status every ``interval`` seconds until the model is ready or failed (then call get(),
-        which also retries a failed load)."""
-        if self.state == "not loaded":
-            self.start_background()
-        while self._loaded is None and self.state != "failed":
-            status = self.status()
-            if status.busy:
-                yield status
+        """For an analysis that must wait: while another thread (the startup one) builds or loads
+        the model, yields the status every ``interval`` seconds; returns when it is ready or
+        failed, or at once when nobody is loading it. Then call get() (which loads, or retries)."""
+        status = self.status()
+        while status.busy:
+            yield status
             time.sleep(interval)
+            status = self.status()
 
     def start_background(self) -> threading.Thread:
         def warm() -> None:

@@ -60,7 +60,7 @@ def test_status_follows_a_build_then_the_load_then_ready():
 
 
 def test_an_analysis_waiting_for_the_model_hears_each_status_until_ready():
-    """statuses_until_ready starts the load when nobody has (no preload) and reports it."""
+    """statuses_until_ready follows a load another thread runs, and returns when it is done."""
     steps = iter([0.2, 0.6, 0.9])
 
     def loader(holder):
@@ -70,8 +70,13 @@ def test_an_analysis_waiting_for_the_model_hears_each_status_until_ready():
         return Loaded()
 
     holder = holder_with(loader)
+    assert list(holder.statuses_until_ready(0.1)) == []  # nobody loads it: get() will
+    thread = load_in_background(holder)
+    while holder._build is None:
+        threading.Event().wait(0.01)
     heard = [status.message.split(": ")[1].split(",")[0] for status in holder.statuses_until_ready(0.1)]
-    assert holder.state == "ready" and holder.get().__class__ is Loaded
+    thread.join(30)
+    assert holder.state == "ready" and isinstance(holder.get(), Loaded)
     assert heard and set(heard) <= {"at 0.2", "at 0.6", "at 0.9"} and heard == sorted(heard)
 
 
