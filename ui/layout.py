@@ -105,6 +105,18 @@ def model_banner(config: AppConfig, studio: Studio) -> str:
     return f'<div class="banner real">Model: <b>{name}</b> ({render.esc(config.quantization)} quantization).</div>'
 
 
+def model_updates(studio: Studio) -> tuple[str, Any, gr.Timer]:
+    """The model status line, Analyze (off while the model builds or loads) and the timer that
+    polls them (on only until then). Before a first analysis loads it, Analyze stays on."""
+    status = studio.models.status()
+    building = status.phase == "building"
+    bar = f'<progress value="{status.fraction:.2f}"></progress> ' if building else ""
+    html = (
+        f'<div class="model-status {status.phase.replace(" ", "-")}">{bar}{render.esc(status.message)}</div>'
+    )
+    return html, gr.update(interactive=not status.busy), gr.Timer(active=status.busy)
+
+
 def examples_table() -> list[list[Any]]:
     """[clip, question, options, reference] per example (the clips are made if missing)."""
     from examples.make_examples import QUESTIONS, ensure_examples
@@ -242,6 +254,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                             elem_id="compare-base",
                             visible=bool(config.adapter) and not label_only,
                         )
+                        model_status = gr.HTML(elem_id="model-status", visible=not label_only)
                         analyze_btn = gr.Button(
                             "Analyze", variant="primary", elem_id="btn-analyze", visible=not label_only
                         )
@@ -375,6 +388,12 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
         annotator.submit(h.remember_name, who_inputs, [saved_name, who], api_visibility="private")
 
         if not label_only:
+            # The model's phase and time left, every second while it is on its way; Analyze waits.
+            model_timer = gr.Timer(1.0, active=False)
+            model_outputs = [model_status, analyze_btn, model_timer]
+            model_tick = lambda: model_updates(studio)  # noqa: E731
+            demo.load(model_tick, None, model_outputs, api_visibility="private", queue=False)
+            model_timer.tick(model_tick, None, model_outputs, api_visibility="private", queue=False)
             prompt_kind.change(
                 h.prompt_kind_changed, [prompt_kind], [question, options], api_visibility="private"
             )
