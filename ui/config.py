@@ -113,13 +113,10 @@ def _flag_bool(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    env = environ.get
-    parser = argparse.ArgumentParser(
-        prog="python app.py",
-        description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
-    )
+def _model_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The model flags every command shares, and the app's own model switches."""
     model = parser.add_argument_group("model")
+    env = environ.get
     ModelOptions.add_arguments(model, environ)  # the same flags and variables as every command
     model.add_argument(
         "--label-only",
@@ -141,7 +138,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CPU threads for a model on the CPU: -1 = all cores but one (default), 0 = torch's "
         "default (env STUDIO_TORCH_THREADS)",
     )
+
+
+def _data_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Where labels and clips are kept."""
     data = parser.add_argument_group("data")
+    env = environ.get
     data.add_argument(
         "--db",
         default=env("STUDIO_DB") or env("ANNOTATION_DB"),
@@ -168,7 +170,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="a folder whose clips may be played (imported traces); repeatable "
         "(env STUDIO_MEDIA_PATHS, separated by ':')",
     )
+
+
+def _user_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Login and who may download the database."""
     users = parser.add_argument_group("users")
+    env = environ.get
     users.add_argument(
         "--auth-file",
         default=env("STUDIO_AUTH_FILE"),
@@ -188,7 +195,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_flag_bool(env("STUDIO_OAUTH")) or bool(env("OAUTH_CLIENT_ID")),
         help="sign in with Hugging Face (on by itself on a Space with hf_oauth: true; env STUDIO_OAUTH=1)",
     )
+
+
+def _limit_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """What an upload may be."""
     limits = parser.add_argument_group("limits")
+    env = environ.get
     limits.add_argument(
         "--max-upload-mb",
         type=float,
@@ -201,7 +213,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=float(env("STUDIO_MAX_DURATION_S", AppConfig.max_duration_s)),
         help=f"longest clip accepted, seconds (env STUDIO_MAX_DURATION_S; default {AppConfig.max_duration_s:g})",
     )
+
+
+def _server_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Where the page is served."""
     server = parser.add_argument_group("server")
+    env = environ.get
     server.add_argument(
         "--host",
         default=env("STUDIO_HOST") or env("GRADIO_SERVER_NAME") or AppConfig.host,
@@ -213,6 +230,15 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=int(env("STUDIO_PORT") or env("GRADIO_SERVER_PORT") or AppConfig.port),
         help="port (env STUDIO_PORT or GRADIO_SERVER_PORT; default 7860)",
     )
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
+    )
+    for add_flags in (_model_flags, _data_flags, _user_flags, _limit_flags, _server_flags):
+        add_flags(parser, environ)
     return parser
 
 
