@@ -12,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from annotation_db.errors import AuthFileError
+from annotation_db.roles import AuthEntry
+from annotation_db.roles import read_auth_file as read_auth_file_entries
 from inference.errors import UserError
 from inference.options import ModelOptions
 
@@ -62,6 +65,8 @@ class AppConfig:
     label_concurrency: int = 32  # labeling events at once; GPU events are always one at a time
     auth_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # read from auth_file
     # --- where labels live on a Space (``space_storage``) -------------------------------------
+    # (name, role) from the auth file's optional third field; stored at start (Store.sync_roles)
+    auth_roles: tuple[tuple[str, str], ...] = ()
     admins: tuple[str, ...] = ()  # who may download a database backup when login is on; () = anyone signed in
     storage_warning: str | None = None  # set on a Space whose labels would not survive a restart
 
@@ -242,24 +247,18 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
-def read_auth_file(path: str) -> tuple[tuple[str, str], ...]:
-    """``name:password`` per line (blank lines and ``#`` comments skipped)."""
+def read_auth_entries(path: str) -> tuple[AuthEntry, ...]:
+    """``name:password`` or ``name:password:role`` per line (``annotation_db.roles``; blank lines
+    and ``#`` comments skipped); a bad file is a ConfigError with its one-line reason."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the auth file {path}: {exc.strerror}; check --auth-file") from exc
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, password = line.partition(":")
-        if not sep or not name.strip() or not password:
-            raise ConfigError(f"{path} line {number} is not name:password; fix that line")
-        pairs.append((name.strip(), password))
-    if not pairs:
-        raise ConfigError(f"{path} holds no name:password line; add one or drop --auth-file")
-    return tuple(pairs)
+        return read_auth_file_entries(path)
+    except AuthFileError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def read_auth_file(path: str) -> tuple[tuple[str, str], ...]:
+    """The (name, password) pairs of the auth file: what Gradio's login checks."""
+    return tuple((e.name, e.password) for e in read_auth_entries(path))
 
 
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -272,7 +271,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         raise ConfigError(f"--db-sync / STUDIO_DB_SYNC must be normal or full, not {args.db_sync.lower()!r}")
     if args.label_only and args.checkpoint:
         raise ConfigError("--label-only loads no model; drop --checkpoint or --label-only")
-    auth_pairs = read_auth_file(args.auth_file) if args.auth_file else ()
+    entries = read_auth_entries(args.auth_file) if args.auth_file else ()
+    auth_pairs = tuple((e.name, e.password) for e in entries)
     storage = space_storage(args.db, environ)
     return AppConfig(
         **asdict(ModelOptions.from_args(args)),
@@ -290,6 +290,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         host=args.host,
         port=args.port,
         auth_pairs=auth_pairs,
+        auth_roles=tuple((e.name, e.role) for e in entries),
         admins=tuple(a.strip() for a in args.admin if a.strip()),
         storage_warning=storage.warning,
     )

@@ -419,6 +419,10 @@ class Studio:
                 self.store.path,
                 self.store.read_only,
             )
+        if config.auth_roles and not self.store.read_only:  # the auth file's roles, as written there
+            changed = self.store.sync_roles(config.auth_roles)
+            if changed:
+                log.info("roles from %s: %s", config.auth_file, ", ".join(changed))
         self.models = None if config.label_only else (models or ModelHolder(config))
         if self.models is not None:
             import_model_code()  # before any worker or startup thread touches it (see there)

@@ -47,8 +47,9 @@ def backup_refusal(config: AppConfig, user: str | None, environ=None) -> str | N
     if config.auth_on:
         if not user:
             return "sign in to download the database backup"
-        if config.admins and user not in config.admins:
-            return f"only {', '.join(config.admins)} may download the database backup (--admin)"
+        admins = [*config.admins, *(name for name, role in config.auth_roles if role == "admin")]
+        if admins and user not in admins:
+            return f"only {', '.join(admins)} may download the database backup (--admin, or role admin in --auth-file)"
         return None
     if on_space(os.environ if environ is None else environ):
         return "this Space has no login: set --auth-file or --oauth (and --admin) to download a backup"
