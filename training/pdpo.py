@@ -137,9 +137,8 @@ def load_for_training(model: ModelOptions, config: PDPOConfig, accelerator):
     quantization = config.quantization
     if quantization == "auto":
         quantization = "4bit" if cuda else "none"
-    settings = model.to_load_settings(
-        device=device, quantization=quantization, dtype="bfloat16" if cuda else "float32"
-    )
+    # dtype from the options: auto follows the card (bfloat16 from compute capability 8.0, float16 below)
+    settings = model.to_load_settings(device=device, quantization=quantization)
     return load_model(settings)
 
 

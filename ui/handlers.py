@@ -586,6 +586,16 @@ class Handlers:
         message = f"{result['records']} {format} records in {result['path'].rsplit('/', 1)[-1]}"
         return {self.page.export_file: result["path"], self.page.export_status: message}
 
+    @shown_errors
+    def backup(self, request: gr.Request, profile: gr.OAuthProfile | None):
+        """A consistent copy of the database (ui.storage says who may)."""
+        from ui.storage import write_backup
+
+        user = getattr(request, "username", None) or (profile.username if profile is not None else None)
+        path = write_backup(self.config, user)
+        message = f"Database backup: {path.name} (a consistent copy; open it with --db)"
+        return {self.page.export_file: str(path), self.page.export_status: message}
+
 
 def _clamp_int(value: Any) -> int:
     try:
