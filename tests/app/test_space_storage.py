@@ -76,7 +76,8 @@ def test_admin_flags_and_who_may_download():
     only_ann = replace(login, admins=("ann",))
     assert backup_refusal(only_ann, "ann", environ={}) is None
     assert (
-        backup_refusal(only_ann, "bob", environ={}) == "only ann may download the database backup (--admin, or role admin in --auth-file)"
+        backup_refusal(only_ann, "bob", environ={})
+        == "only ann may download the database backup (--admin, or role admin in --auth-file)"
     )
 
 
