@@ -36,7 +36,7 @@ def realwidth():
 
 @pytest.fixture(scope="module")
 def clip(shared_clips):
-    from bench.realwidth import short_clip
+    from testkit.realwidth import short_clip
 
     return short_clip(shared_clips / "nextqa_1.mp4", frames=4)
 
@@ -75,7 +75,7 @@ def test_checkpoint_is_laid_out_as_the_hub_stores_large_ones(realwidth):
 def test_nf4_end_to_end_and_close_to_unquantised(realwidth, clip):
     import torch
 
-    from bench.realwidth import end_to_end, load, logits_agreement, prompt_logits
+    from testkit.realwidth import end_to_end, load, logits_agreement, prompt_logits
 
     nf4 = load(realwidth, "4bit", "bfloat16")
     up_proj = nf4.model.llm.model.layers[0].mlp.up_proj
@@ -103,7 +103,7 @@ def test_float16_compute_stays_finite_at_real_width(realwidth, clip):
     """What a T4 computes in (no native bfloat16): NF4 with float16 compute and encoders."""
     import torch
 
-    from bench.realwidth import load, prompt_logits
+    from testkit.realwidth import load, prompt_logits
 
     fp16 = load(realwidth, "4bit", "float16")
     assert fp16.model.speech_encoder.conv1.weight.dtype == torch.float16
