@@ -76,6 +76,7 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
+from annotation_db.errors import ExportFormatError
 from annotation_db.export_files import (  # noqa: F401  (the export API, as before)
     COLUMNS,
     FORMATS,
@@ -115,6 +116,18 @@ class ExportOptions:
     mu: float = DEFAULT_MU
     # video_path is written relative to this folder for clips under it (None: as stored)
     video_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.resolution not in METHODS:
+            raise ExportFormatError(
+                f"resolution must be one of {', '.join(METHODS)}, not {self.resolution!r}"
+            )
+        if (
+            isinstance(self.min_annotators, bool)
+            or not isinstance(self.min_annotators, int)
+            or self.min_annotators < 0
+        ):
+            raise ExportFormatError(f"min_annotators is a count of 0 or more, not {self.min_annotators!r}")
 
 
 # ---------------------------------------------------------------------- data read from the store
@@ -212,8 +225,6 @@ def _item_vote(resolution: Resolution, options: ExportOptions) -> Vote:
 def collect(db: Database, options: ExportOptions) -> list[TraceData]:
     """Every trace that has a label, a reviewer's decision or a preference (in import order),
     with each item's resolved verdict. Run inside one read transaction."""
-    if options.resolution not in METHODS:
-        raise ValueError(f"resolution must be one of {', '.join(METHODS)}, not {options.resolution!r}")
     who, args = "", []
     if options.annotators:
         who = f" AND annotator IN ({','.join('?' * len(options.annotators))})"

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from annotation_db.errors import ExportEmptyError, ExportFormatError
-from annotation_db.resolution import METHODS
 from annotation_db.store.connection import parse_since
 from annotation_db.store.items import check_annotator
 
@@ -119,11 +118,6 @@ class QueueVerbs:
 
         if not 0.0 <= min_agreement <= 1.0:
             raise ExportFormatError(f"min_agreement is a fraction between 0 and 1, not {min_agreement!r}")
-        if isinstance(min_annotators, bool) or not isinstance(min_annotators, int) or min_annotators < 0:
-            raise ExportFormatError(f"min_annotators is a count of 0 or more, not {min_annotators!r}")
-        resolution = str(resolution).replace("-", "_")
-        if resolution not in METHODS:
-            raise ExportFormatError(f"resolution must be one of {', '.join(METHODS)}, not {resolution!r}")
         if mu is not None and not mu > 0:
             raise ExportFormatError(f"mu must be a positive number, not {mu!r}")
         filters = export.ExportOptions(
@@ -131,7 +125,7 @@ class QueueVerbs:
             min_agreement=min_agreement,
             min_annotators=min_annotators,
             adjudicated_only=bool(adjudicated_only),
-            resolution=resolution,
+            resolution=str(resolution).replace("-", "_"),  # dawid-skene as the command line spells it
             since=parse_since(since),
             mu=export.DEFAULT_MU if mu is None else mu,
             video_root=str(Path(video_root or self.path.parent).resolve()),

@@ -188,6 +188,9 @@ def test_bad_filters_are_user_errors(reviewed, tmp_path):
         ExportFormatError, match=r"^resolution must be one of majority, dawid_skene, not 'em'$"
     ):
         reviewed.export("pdpo", tmp_path / "x.jsonl", resolution="em")
+    with pytest.raises(ExportFormatError, match=r"^min_annotators is a count of 0 or more, not 1.5$"):
+        ExportOptions(min_annotators=1.5)
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("annotations.db")] == []
 
 
 def test_cli_filters(reviewed, tmp_path, capsys):
