@@ -137,6 +137,9 @@ def page_analyze_args(clip: str, perturbations=("noise",)):
     )  # fmt: skip
 
 
+STREAM = 11  # /analyze's output holding the Analyze tab's stream of steps
+
+
 def first_step_via_client(url: str, clip: str) -> dict:
     """Seconds from submitting Analyze to the first update holding a step, and to the end."""
     c = client(url)
@@ -144,7 +147,7 @@ def first_step_via_client(url: str, clip: str) -> dict:
     job = c.submit(*page_analyze_args(clip), api_name="/analyze")
     first = None
     for update in job:
-        if first is None and 'data-step="0"' in update[3]:
+        if first is None and '<div class="step">' in update[STREAM]:
             first = time.perf_counter() - started
     job.result()
     return {
@@ -165,15 +168,15 @@ def first_step_in_browser(url: str, clip: str, repeats: int) -> list[float]:
             page = browser.new_page(viewport={"width": 1400, "height": 1600})
             page.goto(url, wait_until="load")
             page.wait_for_selector("#btn-analyze")
-            page.set_input_files("#player input[type=file]", clip)
-            page.wait_for_selector("#player video")
+            page.set_input_files("#upload input[type=file]", clip)
+            page.wait_for_selector("#upload video")
             page.fill("#question textarea", QUESTION)
             page.fill("#options textarea", OPTIONS)
             started = time.perf_counter()
             page.click("#btn-analyze")
-            page.wait_for_selector("#steps [data-step='0']", timeout=180_000)
+            page.wait_for_selector("#stream .step:not(.pending)", timeout=180_000)
             out.append(round(time.perf_counter() - started, 3))
-            page.wait_for_selector("#status:has-text('Done in')", timeout=180_000)
+            page.wait_for_selector("#label-status:has-text('Done in')", timeout=180_000)
             page.close()
         browser.close()
     return out
@@ -208,7 +211,9 @@ def label_load(
             during = busy is None or busy.is_set()
             t0 = time.perf_counter()
             try:
-                c.call(verdict, [f"annotator-{i}", "bench-label", k, error, "", True, None])
+                # the page's inputs: name, trace, step, error type, comment, blind, and the two
+                # session states (when the step was shown, the page's desk: None = no page)
+                c.call(verdict, [f"annotator-{i}", "bench-label", k, error, "", True, None, None])
             except Exception as exc:  # counted and reported: a failed label is a finding
                 with lock:
                     errors.append(str(exc)[:200])

@@ -123,10 +123,11 @@ def labeler(url: str, i: int, traces: list[dict], stop: threading.Event, pause_s
             labeled_here = mine.get((trace["id"], k)) is not None  # else undo has nothing to go back to
             kind = "undo" if labeled_here and rng.random() < 0.15 else rng.choice(VERDICTS)
             error_type = "" if kind in ("accept", "undo") else "hallucination"
+            # as the page sends them; the last value is the page's session state (None: no page)
             data = (
-                [annotator, trace["id"], k, True]
+                [annotator, trace["id"], k, True, None]
                 if kind == "undo"
-                else [annotator, trace["id"], k, error_type, f"load {i}", True, None]
+                else [annotator, trace["id"], k, error_type, f"load {i}", True, None, None]
             )
             started = time.perf_counter()
             try:

@@ -1,11 +1,13 @@
-"""The page: one ``gr.Blocks`` with its components and the wiring of every event.
+"""The page: one ``gr.Blocks``, built per view, and the wiring of every event.
 
-Tabs: "Analyze & label" (clip, question, settings, the streamed steps and the label controls),
-"Queue" (stored traces by highest step score), "Dashboard" (counts, agreement, calibration) and
-"Export". Handlers live in ``ui.handlers``; this module only places components and connects
-them. API names (for ``gradio_client``): analyze, show_step, next_step, prev_step, accept,
-reject, unsure, undo, open_trace, queue, dashboard, export, alternatives, prefer,
-prefer_original, correct, rollouts.
+Views (tabs): "Analyze" (the demo: a clip, a question, Analyze, the steps streamed as they are
+decoded), "Label" (the trace being labeled: its own clip, question, options, reference and
+answer, read-only; its steps with their scores; the verdict keys; the step's error type and
+comment), "Queue" (stored traces in the chosen order), "Dashboard" (counts, agreement,
+calibration) and "Export". Handlers live in ``ui.handlers`` and ``ui.streaming`` and return
+dicts keyed by the components of ``Page``. API names (for ``gradio_client``): analyze,
+show_step, next_step, prev_step, accept, reject, unsure, undo, open_trace, next_trace, queue,
+dashboard, export, alternatives, prefer, prefer_original, correct, rollouts.
 
 Queueing: model events (analyze, alternatives, rollouts) share the concurrency group "gpu"
 with limit 1; every labeling event has its own limit (``AppConfig.label_concurrency``), so
@@ -23,51 +25,20 @@ from typing import Any
 
 import gradio as gr
 
-from annotation_db import ERROR_TYPES, FORMATS, QUEUE_ORDERS
-from ui import render, shortcuts
+from annotation_db import ERROR_TYPES, FORMATS
+from ui import render, shortcuts, workspace
 from ui.config import AppConfig
-from ui.handlers import NO_ERROR_TYPE, Handlers
+from ui.handlers import NO_ERROR_TYPE
 from ui.services import EXPORT_SUFFIXES, Studio
+from ui.streaming import ModelHandlers
+from ui.style import CSS
 
 GPU = {"concurrency_limit": 1, "concurrency_id": "gpu"}
 TITLE = "video-SALMONN-o1 Studio"
-
-CSS = """
-.steps { display: flex; flex-direction: column; gap: 6px; }
-.steps.empty, .alternatives.empty { color: var(--body-text-color-subdued); padding: 8px; }
-.step { border: 1px solid var(--border-color-primary); border-left: 5px solid #bdbdbd; border-radius: 6px;
-        padding: 6px 10px; cursor: pointer; }
-.step.current { outline: 2px solid var(--color-accent); background: var(--background-fill-secondary); }
-.step.labeled-accept { border-left-color: #2e7d32; }
-.step.labeled-reject { border-left-color: #c62828; }
-.step.labeled-unsure { border-left-color: #f9a825; }
-.step.pending { color: var(--body-text-color-subdued); cursor: default; }
-.step-head { display: flex; flex-wrap: wrap; gap: 6px; align-items: center; font-size: 0.85em; margin-bottom: 3px; }
-.step-no { font-weight: 600; }
-.step-text { white-space: pre-wrap; line-height: 1.5; }
-.score, .score-extra { font-family: var(--font-mono); }
-.badge { border-radius: 9px; padding: 0 7px; font-size: 0.85em; border: 1px solid var(--border-color-primary); }
-.badge.top-t { background: #6a1b9a; color: white; border-color: #6a1b9a; }
-.badge.verdict-accept { background: #e8f5e9; color: #1b5e20; }
-.badge.verdict-reject { background: #ffebee; color: #b71c1c; }
-.badge.verdict-unsure { background: #fff8e1; color: #8d6e00; }
-.badge.unlabeled { color: var(--body-text-color-subdued); }
-.badge.right { background: #e8f5e9; color: #1b5e20; }
-.badge.wrong { background: #ffebee; color: #b71c1c; }
-button.seek { border: 1px solid var(--border-color-primary); border-radius: 9px; padding: 0 7px;
-              background: var(--background-fill-primary); cursor: pointer; font-size: 0.85em; }
-.comment { font-size: 0.85em; color: var(--body-text-color-subdued); margin-top: 3px; white-space: pre-wrap; }
-.answer { padding: 6px 0; }
-.banner { padding: 8px 12px; border-radius: 6px; margin-bottom: 4px; }
-.banner.tiny { background: #fff3e0; border: 1px solid #ef6c00; color: #7a3a00; }
-.banner.label-only { background: #e3f2fd; border: 1px solid #1565c0; color: #0d3c74; }
-.banner.real { background: #e8f5e9; border: 1px solid #2e7d32; color: #1b5e20; }
-.banner.read-only { background: #ffebee; border: 1px solid #c62828; color: #7f0000; }
-.alternatives li { margin-bottom: 6px; }
-.alt-meta { font-size: 0.85em; color: var(--body-text-color-subdued); }
-.alt-text { white-space: pre-wrap; }
-kbd { border: 1px solid var(--border-color-primary); border-radius: 3px; padding: 0 4px; font-family: var(--font-mono); }
-""" + render.kl_shade_css()
+SUBTITLE = (
+    "Ask a question about a clip: the model reasons step by step, each step gets a score (how much it "
+    "depends on the clip), and you label the steps right or wrong to make training data."
+)
 
 
 def banner_html(config: AppConfig, studio: Studio) -> str:
@@ -95,9 +66,9 @@ def model_banner(config: AppConfig, studio: Studio) -> str:
         )
     if studio.models is not None and studio.models.expected_tiny():
         return (
-            '<div class="banner tiny"><b>Demo model:</b> no GPU here, so the app runs a tiny random-weight model '
-            "of the same architecture. <b>Its reasoning, answers and scores are meaningless</b>; everything else "
-            "(streaming, scoring, labeling, export) works as with the real model.</div>"
+            '<div class="banner tiny"><b>Demo model:</b> no GPU here, so a tiny model of the same architecture '
+            "runs. <b>Its reasoning, answers and scores are meaningless</b>; streaming, scoring, labeling and "
+            "export work as with the real model.</div>"
         )
     from inference.model.config import RELEASED_CHECKPOINT
 
@@ -149,368 +120,534 @@ def _fail_fast_on_absent_matplotlib() -> None:
         sys.modules["matplotlib"] = None  # type: ignore[assignment]
 
 
+class Page:
+    """The page's components by name: the handlers return dicts keyed by them."""
+
+    label_controls: list[Any]
+
+
 def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
     """The Blocks (not launched). ``launch_kwargs(config, studio)`` gives what launch() needs."""
     for name, value in GRADIO_QUEUE_ENV.items():
         os.environ.setdefault(name, value)
     _fail_fast_on_absent_matplotlib()
-    h = Handlers(studio, config)
-    label_only = config.label_only
+    h = ModelHandlers(studio, config)
+    p = h.page = Page()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.HTML(banner_html(config, studio), elem_id="banner")
-        with gr.Row(equal_height=True):
-            annotator = gr.Textbox(
-                label="Annotator",
-                placeholder="your name (this browser remembers it)",
-                visible=not config.auth_on,
-                elem_id="annotator",
-                scale=2,
-            )
-            if config.oauth:
-                gr.LoginButton(scale=1)
-            who = gr.Markdown(h.who_line(None), elem_id="who")
-            blind = gr.Checkbox(
-                value=True, label="Blind mode: hide others' labels of a step until I have labeled it", scale=2
-            )
-        saved_name = gr.BrowserState("", storage_key="studio-annotator")
-
-        with gr.Tabs(selected="work") as tabs:
-            with gr.Tab("Analyze & label", id="work"):
-                # Created first, placed below: the examples under the player fill them.
-                question = gr.Textbox(
-                    label="Question",
-                    placeholder="Ask about the clip",
-                    visible=not label_only,
-                    render=False,
-                    elem_id="question",
-                )
-                options = gr.Textbox(
-                    label="Options (one per line; leave empty for an open question)",
-                    lines=3,
-                    elem_id="options",
-                    visible=not label_only,
-                    render=False,
-                )
-                reference = gr.Textbox(
-                    label="Reference answer (optional: the right letter, for rollouts and the right/wrong badge)",
-                    max_lines=1,
-                    visible=not label_only,
-                    render=False,
-                )
-                with gr.Row():
-                    with gr.Column(scale=2):
-                        player = gr.Video(
-                            label="Clip",
-                            sources=["upload"],
-                            elem_id="player",
-                            interactive=not label_only,
-                            height=300,
-                        )
-                        if not label_only:
-                            gr.Examples(
-                                examples_table(),
-                                inputs=[player, question, options, reference],
-                                label="Examples (generated clips): click one, then Analyze",
-                                cache_examples=False,
-                                examples_per_page=3,
-                            )
-                    with gr.Column(scale=3):
-                        if label_only:
-                            gr.Markdown("Open a trace from the **Queue** tab to label it.")
-                        prompt_kind = gr.Radio(
-                            ["reasoning", "direct", "synthdec"],
-                            value="reasoning",
-                            label="Prompt (synthdec: is the video AI-generated?)",
-                            visible=not label_only,
-                        )
-                        question.render()
-                        options.render()
-                        reference.render()
-                        with gr.Accordion("Settings", open=False, visible=not label_only):
-                            with gr.Row():
-                                max_new_tokens = gr.Slider(
-                                    16, 1024, value=512, step=16, label="Max new tokens"
-                                )
-                                seed = gr.Number(value=0, precision=0, label="Seed")
-                            with gr.Row():
-                                do_sample = gr.Checkbox(value=False, label="Sample (top-p) instead of greedy")
-                                temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
-                                top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
-                            with gr.Row():
-                                top_t = gr.Slider(
-                                    0, 10, value=3, step=1, label="Top-T (steps flagged for checking)"
-                                )
-                                perturbations = gr.CheckboxGroup(
-                                    ["noise", "mute", "shuffle"],
-                                    value=["noise"],
-                                    label="Perturbations (noise = the paper's score; none = no scores)",
-                                )
-                                attention = gr.Checkbox(
-                                    value=True, label="Find the clip span each step attends to"
-                                )
-                        compare_base = gr.Checkbox(
-                            value=False,
-                            label="Also run the base model (adapter off) and show it side by side",
-                            elem_id="compare-base",
-                            visible=bool(config.adapter) and not label_only,
-                        )
-                        model_status = gr.HTML(elem_id="model-status", visible=not label_only)
-                        analyze_btn = gr.Button(
-                            "Analyze", variant="primary", elem_id="btn-analyze", visible=not label_only
-                        )
-                        status = gr.HTML(elem_id="status")
-                gr.Markdown(shortcuts.help_markdown(), elem_id="shortcut-help")
-                with gr.Row():
-                    with gr.Column(scale=3):
-                        if config.adapter:  # the adapter's run and the base model's, side by side
-                            with gr.Row(equal_height=False):
-                                with gr.Column(scale=1, min_width=320):
-                                    gr.Markdown(f"### With the adapter `{Path(config.adapter).name}`")
-                                    answer = gr.HTML(render.answer_html(None), elem_id="answer")
-                                    steps = gr.HTML(render.steps_html([]), elem_id="steps")
-                                with gr.Column(scale=1, min_width=320):
-                                    base_view = gr.HTML(render.base_html(), elem_id="base-compare")
-                        else:
-                            answer = gr.HTML(render.answer_html(None), elem_id="answer")
-                            steps = gr.HTML(render.steps_html([]), elem_id="steps")
-                            base_view = gr.HTML("", elem_id="base-compare", visible=False)
-                    with gr.Column(scale=2):
-                        step_info = gr.Markdown("No step selected.", elem_id="step-info")
-                        with gr.Row():
-                            trace_id = gr.Textbox(
-                                label="Trace", interactive=False, elem_id="trace-id", scale=3
-                            )
-                            step_index = gr.Number(
-                                value=0,
-                                precision=0,
-                                minimum=0,
-                                label="Step (0-based)",
-                                elem_id=shortcuts.STEP_INPUT_ID,
-                                scale=1,
-                            )
-                            go_btn = gr.Button("Go", elem_id=shortcuts.GO_BUTTON_ID, visible="hidden")
-                        with gr.Row():
-                            prev_btn = gr.Button("\u2190 Previous (k)", elem_id="btn-prev", size="sm")
-                            next_btn = gr.Button("Next (j) \u2192", elem_id="btn-next", size="sm")
-                        with gr.Row():
-                            accept_btn = gr.Button("Accept (a)", elem_id="btn-accept", variant="primary")
-                            reject_btn = gr.Button("Reject (r)", elem_id="btn-reject", variant="stop")
-                            unsure_btn = gr.Button("Unsure (u)", elem_id="btn-unsure")
-                            undo_btn = gr.Button("Undo (z)", elem_id="btn-undo")
-                        error_type = gr.Dropdown(
-                            [("\u2014 none \u2014", NO_ERROR_TYPE)]
-                            + [(render.ERROR_TYPE_NAMES[e], e) for e in ERROR_TYPES],
-                            value=NO_ERROR_TYPE,
-                            label="Error type (for reject / unsure)",
-                            elem_id="error-type",
-                        )
-                        comment = gr.Textbox(label="Comment", lines=2, elem_id="comment")
-                        label_status = gr.Markdown(elem_id="label-status")
-                        with gr.Accordion("Alternatives, corrections and rollouts", open=False):
-                            with gr.Row():
-                                n_alternatives = gr.Slider(
-                                    1, 8, value=3, step=1, label="Alternatives to sample"
-                                )
-                                sample_btn = gr.Button("Sample alternatives", interactive=not label_only)
-                            alternatives_view = gr.HTML(render.alternatives_html([]), elem_id="alternatives")
-                            alternative = gr.Radio(choices=[], label="Alternative", elem_id="alternative")
-                            with gr.Row():
-                                prefer_alt_btn = gr.Button("Alternative is better", size="sm")
-                                prefer_orig_btn = gr.Button("Original is better", size="sm")
-                            correction = gr.Textbox(label="Or write a correction of this step", lines=2)
-                            correct_btn = gr.Button(
-                                "Save correction (preferred over the original)", size="sm"
-                            )
-                            with gr.Row():
-                                n_rollouts = gr.Slider(1, 12, value=6, step=1, label="Rollouts per candidate")
-                                rollouts_btn = gr.Button("Rollouts", interactive=not label_only)
-                        scores_plot = gr.Plot(label="Step scores", elem_id="scores-plot")
-                        kl_plot = gr.Plot(label="Per-token KL", elem_id="kl-plot")
-                started = gr.State(None)
-
-            with gr.Tab("Queue", id="queue") as queue_tab:
-                with gr.Row():
-                    unlabeled_only = gr.Checkbox(value=True, label="Unlabeled by me only")
-                    order = gr.Dropdown(list(QUEUE_ORDERS), value="max_score", label="Order")
-                    queue_btn = gr.Button("Refresh", elem_id="btn-queue")
-                queue_table = gr.Dataframe(
-                    headers=render.QUEUE_HEADERS,
-                    interactive=False,
-                    wrap=True,
-                    elem_id="queue-table",
-                    label="Traces (click a row to open it)",
-                )
-                with gr.Row():
-                    open_id = gr.Textbox(label="Trace id", elem_id="open-id", scale=3)
-                    open_btn = gr.Button("Open", elem_id="btn-open", scale=1)
-                progress_table = gr.Dataframe(
-                    headers=render.PROGRESS_HEADERS, interactive=False, label="Progress per annotator"
-                )
-
-            with gr.Tab("Dashboard", id="dashboard") as dashboard_tab:
-                dashboard_btn = gr.Button("Refresh")
-                stats_md = gr.Markdown()
-                with gr.Row():
-                    agreement_table = gr.Dataframe(
-                        headers=render.AGREEMENT_HEADERS, interactive=False, label="Agreement per pair"
-                    )
-                    dashboard_progress = gr.Dataframe(
-                        headers=render.PROGRESS_HEADERS, interactive=False, label="Progress per annotator"
-                    )
-                calibration_plot = gr.Plot(label="Calibration")
-
+        _header(p, h, config, studio)
+        with gr.Tabs(selected="label" if config.label_only else "analyze") as p.tabs:
+            if not config.label_only:
+                with gr.Tab("Analyze", id="analyze"):
+                    _analyze_view(p, config)
+            with gr.Tab("Label", id="label"):
+                _label_view(p, config)
+            with gr.Tab("Queue", id="queue") as p.queue_tab:
+                _queue_view(p)
+            with gr.Tab("Dashboard", id="dashboard") as p.dashboard_tab:
+                _dashboard_view(p)
             with gr.Tab("Export", id="export"):
-                with gr.Row():
-                    export_format = gr.Dropdown(list(FORMATS), value="pdpo", label="Format")
-                    export_suffix = gr.Radio(list(EXPORT_SUFFIXES), value="jsonl", label="File type")
-                    min_agreement = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Minimum agreement")
-                with gr.Row():
-                    export_annotators = gr.Textbox(
-                        label="Only these annotators (comma-separated; empty = all)"
-                    )
-                    export_since = gr.Textbox(label="Labeled since (ISO date, e.g. 2025-01-31; empty = all)")
-                export_btn = gr.Button("Export", variant="primary", elem_id="btn-export")
-                export_status = gr.Markdown()
-                export_file = gr.File(label="Download", elem_id="export-file")
-                backup_btn = gr.Button("Download a database backup", elem_id="btn-backup")
-
-        # ---- wiring ------------------------------------------------------------------------
-        label_limit = {"concurrency_limit": config.label_concurrency}
-        who_inputs = [annotator]
-        nav_inputs = [annotator, trace_id, step_index, blind]
-        step_outputs = [steps, step_info, step_index, player, started, error_type, comment, label_status]
-        # A move to another step also brings its alternatives; a label also the score chart.
-        nav_outputs = [*step_outputs, alternatives_view, alternative]
-        label_outputs = [*nav_outputs, scores_plot]
-
-        demo.load(h.on_load, [saved_name], [annotator, who], api_visibility="private")
-        annotator.blur(h.remember_name, who_inputs, [saved_name, who], api_visibility="private")
-        annotator.submit(h.remember_name, who_inputs, [saved_name, who], api_visibility="private")
-
-        if not label_only:
-            # The model's phase and time left, every second while it is on its way; Analyze waits.
-            model_timer = gr.Timer(1.0, active=False)
-            model_outputs = [model_status, analyze_btn, model_timer]
-            model_tick = lambda: model_updates(studio)  # noqa: E731
-            demo.load(model_tick, None, model_outputs, api_visibility="private", queue=False)
-            model_timer.tick(model_tick, None, model_outputs, api_visibility="private", queue=False)
-            prompt_kind.change(
-                h.prompt_kind_changed, [prompt_kind], [question, options], api_visibility="private"
-            )
-            analyze_btn.click(
-                h.analyze,
-                [
-                    player,
-                    question,
-                    options,
-                    reference,
-                    prompt_kind,
-                    max_new_tokens,
-                    do_sample,
-                    temperature,
-                    top_p,
-                    seed,
-                    top_t,
-                    perturbations,
-                    attention,
-                    compare_base,
-                ],
-                [
-                    status,
-                    trace_id,
-                    step_index,
-                    steps,
-                    answer,
-                    step_info,
-                    scores_plot,
-                    kl_plot,
-                    started,
-                    alternatives_view,
-                    alternative,
-                    base_view,
-                ],
-                api_name="analyze",
-                show_progress="minimal",
-                **GPU,
-            )
-
-        go_btn.click(h.show_step, nav_inputs, nav_outputs, api_name="show_step", **label_limit)
-        step_index.submit(h.show_step, nav_inputs, nav_outputs, api_visibility="private", **label_limit)
-        next_btn.click(h.next_step, nav_inputs, nav_outputs, api_name="next_step", **label_limit)
-        prev_btn.click(h.prev_step, nav_inputs, nav_outputs, api_name="prev_step", **label_limit)
-        label_inputs = [annotator, trace_id, step_index, error_type, comment, blind, started]
-        for button, handler in ((accept_btn, h.accept), (reject_btn, h.reject), (unsure_btn, h.unsure)):
-            button.click(
-                handler,
-                label_inputs,
-                label_outputs,
-                api_name=handler.__name__,
-                show_progress="hidden",
-                **label_limit,
-            )
-        undo_btn.click(
-            h.undo, nav_inputs, label_outputs, api_name="undo", show_progress="hidden", **label_limit
-        )
-
-        open_outputs = [tabs, trace_id, answer, status, scores_plot, kl_plot, *nav_outputs]
-        open_btn.click(
-            h.open_trace, [annotator, open_id, blind], open_outputs, api_name="open_trace", **label_limit
-        )
-        queue_table.select(h.queue_pick, None, [open_id], api_visibility="private").then(
-            h.open_trace, [annotator, open_id, blind], open_outputs, api_visibility="private", **label_limit
-        )
-        queue_inputs = [annotator, unlabeled_only, order]
-        queue_btn.click(h.queue, queue_inputs, [queue_table, progress_table], api_name="queue", **label_limit)
-        queue_tab.select(
-            h.queue, queue_inputs, [queue_table, progress_table], api_visibility="private", **label_limit
-        )
-        unlabeled_only.change(h.queue, queue_inputs, [queue_table, progress_table], api_visibility="private")
-        order.change(h.queue, queue_inputs, [queue_table, progress_table], api_visibility="private")
-
-        dashboard_outputs = [stats_md, agreement_table, calibration_plot, dashboard_progress]
-        dashboard_btn.click(h.dashboard, None, dashboard_outputs, api_name="dashboard", **label_limit)
-        dashboard_tab.select(h.dashboard, None, dashboard_outputs, api_visibility="private", **label_limit)
-        export_btn.click(
-            h.export,
-            [export_format, export_suffix, min_agreement, export_annotators, export_since],
-            [export_file, export_status],
-            api_name="export",
-            **label_limit,
-        )
-        backup_btn.click(h.backup, None, [export_file, export_status], api_name="backup", **label_limit)
-
-        alt_inputs = [annotator, trace_id, step_index]
-        alt_outputs = [alternatives_view, alternative, label_status]
-        if not label_only:
-            sample_btn.click(
-                h.sample_alternatives,
-                [*alt_inputs, n_alternatives, seed],
-                alt_outputs,
-                api_name="alternatives",
-                **GPU,
-            )
-            rollouts_btn.click(
-                h.rollouts, [*alt_inputs, n_rollouts, reference], alt_outputs, api_name="rollouts", **GPU
-            )
-        prefer_alt_btn.click(
-            h.prefer_alternative, [*alt_inputs, alternative], alt_outputs, api_name="prefer", **label_limit
-        )
-        prefer_orig_btn.click(
-            h.prefer_original,
-            [*alt_inputs, alternative],
-            alt_outputs,
-            api_name="prefer_original",
-            **label_limit,
-        )
-        correct_btn.click(
-            h.save_correction,
-            [*alt_inputs, correction],
-            [*alt_outputs, correction],
-            api_name="correct",
-            **label_limit,
-        )
+                _export_view(p)
+        p.desk = gr.State(None)  # what this session's page shows (ui.workspace); None: no page
+        p.started = gr.State(None)  # when the current step was shown (time spent on it)
+        if config.label_only:
+            p.status = p.stream_view = p.base_view = gr.HTML(visible=False)
+        _wire_identity(demo, p, h)
+        if not config.label_only:
+            _wire_model_status(demo, p, studio)
+            _wire_analysis(p, h)
+        _wire_labeling(p, h, config)
+        _wire_tables(p, h, config)
+        _wire_alternatives(p, h, config)
     demo.queue(default_concurrency_limit=config.label_concurrency)
     return demo
+
+
+def _header(p: Page, h: ModelHandlers, config: AppConfig, studio: Studio) -> None:
+    gr.HTML(
+        f'<div id="title"><h1>{TITLE}</h1><p>{render.esc(SUBTITLE)}</p></div>{banner_html(config, studio)}',
+        elem_id="banner",
+    )
+    with gr.Row(equal_height=False, elem_id="who-row"):  # one low row: the fold is for the work
+        p.annotator = gr.Textbox(
+            label="Annotator",
+            show_label=False,
+            container=False,
+            placeholder="Annotator: your name (this browser remembers it)",
+            visible=not config.auth_on,
+            elem_id="annotator",
+            scale=2,
+            max_length=100,
+        )
+        if config.oauth:
+            gr.LoginButton(scale=1)
+        p.who = gr.Markdown(h.who_line(None), elem_id="who")
+        p.blind = gr.Checkbox(
+            value=True,
+            label="Blind mode: hide others' labels of a step until I have labeled it",
+            scale=2,
+            container=False,
+        )
+    p.saved_name = gr.BrowserState("", storage_key="studio-annotator")
+
+
+def _analyze_view(p: Page, config: AppConfig) -> None:
+    """The demo: a clip and a question on the left; Analyze, the progress and the streamed steps
+    on the right, all above the fold of a 1280x720 screen; the examples below, full width."""
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            p.upload = gr.Video(label="Clip", sources=["upload"], elem_id="upload", height=210)
+            p.question = gr.Textbox(
+                label="Question",
+                placeholder="Ask about the clip",
+                elem_id="question",
+                lines=1,
+                max_lines=3,
+            )
+            p.options = gr.Textbox(
+                label="Options (one per line; empty = an open question)",
+                lines=2,
+                max_lines=6,
+                elem_id="options",
+            )
+            p.reference = gr.Textbox(
+                label="Reference answer (optional: the right letter, or YES / NO for SynthDec)",
+                max_lines=1,
+                elem_id="reference",
+            )
+            _settings(p, config)
+        with gr.Column(scale=3, min_width=420):
+            p.model_status = gr.HTML(elem_id="model-status")  # the model's phase; Analyze waits for it
+            p.analyze_btn = gr.Button("Analyze", variant="primary", elem_id="btn-analyze")
+            p.status = gr.HTML(
+                render.status_html("Pick an example below (or upload a clip), then Analyze."),
+                elem_id="status",
+            )
+            p.stream_view = gr.HTML(render.stream_html([], None), elem_id="stream")
+            p.base_view = gr.HTML(
+                render.base_html() if config.adapter else "",
+                elem_id="base-compare",
+                visible=bool(config.adapter),
+            )
+    gr.Examples(
+        examples_table(),
+        inputs=[p.upload, p.question, p.options, p.reference],
+        label="Examples (generated clips): click one, then Analyze",
+        cache_examples=False,
+        examples_per_page=5,
+    )
+
+
+def _settings(p: Page, config: AppConfig) -> None:
+    with gr.Accordion("Settings", open=False, elem_id="settings"):
+        p.prompt_kind = gr.Radio(
+            ["reasoning", "direct", "synthdec"],
+            value="reasoning",
+            label="Prompt (synthdec: is the video AI-generated?)",
+        )
+        with gr.Row():
+            p.max_new_tokens = gr.Slider(16, 1024, value=512, step=16, label="Max new tokens")
+            p.seed = gr.Number(value=0, precision=0, label="Seed")
+        with gr.Row():
+            p.do_sample = gr.Checkbox(value=False, label="Sample (top-p) instead of greedy")
+            p.temperature = gr.Slider(0.1, 2.0, value=1.0, step=0.05, label="Temperature")
+            p.top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label="Top-p")
+        with gr.Row():
+            p.top_t = gr.Slider(
+                0, 10, value=3, step=1, label="Top-T (steps flagged; the page marks at most a third)"
+            )
+            p.perturbations = gr.CheckboxGroup(
+                ["noise", "mute", "shuffle"],
+                value=["noise"],
+                label="Perturbations (noise = the paper's score; none = no scores)",
+            )
+            p.attention = gr.Checkbox(value=True, label="Find the clip span each step attends to")
+        p.compare_base = gr.Checkbox(
+            value=False,
+            label="Also run the base model (adapter off) and show it side by side",
+            elem_id="compare-base",
+            visible=bool(config.adapter),
+        )
+
+
+def _label_view(p: Page, config: AppConfig) -> None:
+    """Labeling: the trace's own clip, question, options, reference and answer (read-only) on
+    the left; its steps, the position, the verdict keys and the step's note on the right."""
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            p.player = gr.Video(label="Clip of this trace", elem_id="player", interactive=False, height=230)
+            p.trace_card = gr.HTML(render.trace_card(None), elem_id="trace-card")
+            p.answer = gr.HTML(render.answer_html(None), elem_id="answer", visible=False)
+            p.scores_plot = gr.Plot(label="Step scores", elem_id="scores-plot")
+            p.kl_plot = gr.Plot(label="Per-token KL", elem_id="kl-plot")
+        with gr.Column(scale=3, min_width=420):
+            with gr.Row(equal_height=True):
+                p.position = gr.Markdown("", elem_id="position")
+                p.trace_id = gr.Textbox(
+                    label="Trace", interactive=False, elem_id="trace-id", scale=1, max_lines=1
+                )
+                p.step_no = gr.Number(
+                    value=1,
+                    precision=0,
+                    minimum=1,
+                    label="Step",
+                    elem_id=shortcuts.STEP_INPUT_ID,
+                    scale=0,
+                    min_width=90,
+                )
+            p.step_index = gr.Number(value=0, precision=0, visible=False)  # the API's step, from 0
+            p.go_btn = gr.Button("Go", elem_id=shortcuts.GO_BUTTON_ID, visible="hidden")
+            p.show_btn = gr.Button("Show", visible=False)  # only the API's /show_step
+            p.steps = gr.HTML(render.steps_html([]), elem_id="steps")
+            p.step_info = gr.Markdown("No step selected.", elem_id="step-info")
+            _label_controls(p)
+            gr.Markdown(shortcuts.help_markdown(), elem_id="shortcut-help")
+            _alternatives_panel(p, config)
+
+
+def _label_controls(p: Page) -> None:
+    with gr.Row():
+        p.prev_btn = gr.Button("\u2190 Previous (k)", elem_id="btn-prev", size="sm")
+        p.next_btn = gr.Button("Next (j) \u2192", elem_id="btn-next", size="sm")
+        p.next_trace_btn = gr.Button("Next trace to label (n)", elem_id="btn-next-trace", size="sm")
+    with gr.Row():
+        p.accept_btn = gr.Button("Accept (a)", elem_id="btn-accept", variant="primary", interactive=False)
+        p.reject_btn = gr.Button("Reject (r)", elem_id="btn-reject", variant="stop", interactive=False)
+        p.unsure_btn = gr.Button("Unsure (u)", elem_id="btn-unsure", interactive=False)
+        p.undo_btn = gr.Button("Undo (z)", elem_id="btn-undo", interactive=False)
+    p.error_type = gr.Radio(
+        [("none (0)", NO_ERROR_TYPE)]
+        + [(f"{render.ERROR_TYPE_NAMES[e]} ({k})", e) for k, e in enumerate(ERROR_TYPES, start=1)],
+        value=NO_ERROR_TYPE,
+        label="Error type of this step (keys 1-5; saved at once on a labeled step)",
+        elem_id="error-type",
+        interactive=False,
+    )
+    p.comment = gr.Textbox(
+        label="Comment on this step (saved when you leave the box)",
+        lines=1,
+        max_lines=4,
+        elem_id="comment",
+        interactive=False,
+    )
+    p.label_status = gr.Markdown(elem_id="label-status")
+    p.label_controls = [p.accept_btn, p.reject_btn, p.unsure_btn, p.undo_btn]
+
+
+def _alternatives_panel(p: Page, config: AppConfig) -> None:
+    with gr.Accordion("Alternatives, corrections and rollouts", open=False, elem_id="alternatives-panel"):
+        with gr.Row():
+            p.n_alternatives = gr.Slider(1, 8, value=3, step=1, label="Alternatives to sample")
+            p.sample_btn = gr.Button("Sample alternatives", interactive=not config.label_only)
+        p.alternatives_view = gr.HTML(render.alternatives_html([]), elem_id="alternatives")
+        p.alternative = gr.Radio(
+            choices=[], label="Which alternative do you compare with the step?", elem_id="alternative"
+        )
+        with gr.Row():
+            p.prefer_alt_btn = gr.Button("Alternative is better", size="sm")
+            p.prefer_orig_btn = gr.Button("Original is better", size="sm")
+        p.correction = gr.Textbox(label="Or write a correction of this step", lines=2)
+        p.correct_btn = gr.Button("Save correction (preferred over the original)", size="sm")
+        with gr.Row():
+            p.n_rollouts = gr.Slider(1, 12, value=6, step=1, label="Rollouts per candidate")
+            p.rollout_reference = gr.Textbox(
+                label="Reference (empty: the trace's)", max_lines=1, elem_id="rollout-reference"
+            )
+            p.rollouts_btn = gr.Button("Rollouts", interactive=not config.label_only)
+
+
+def _queue_view(p: Page) -> None:
+    with gr.Row():
+        p.unlabeled_only = gr.Checkbox(value=True, label="Unlabeled by me only")
+        p.order = gr.Dropdown(
+            [(name, key) for key, name in workspace.QUEUE_ORDER_NAMES.items()],
+            value="max_score",
+            label="Order",
+            elem_id="queue-order",
+        )
+        p.queue_btn = gr.Button("Refresh", elem_id="btn-queue")
+    p.queue_table = gr.Dataframe(
+        headers=render.QUEUE_HEADERS,
+        interactive=False,
+        wrap=True,
+        column_widths=render.QUEUE_WIDTHS,
+        max_chars=render.QUEUE_CELL_CHARS,
+        elem_id="queue-table",
+        label="Traces (click a row to open it; the Label tab shows its whole question)",
+    )
+    with gr.Row():
+        p.open_id = gr.Textbox(label="Trace id", elem_id="open-id", scale=3)
+        p.open_btn = gr.Button("Open", elem_id="btn-open", scale=1)
+    p.progress_table = gr.Dataframe(
+        headers=render.PROGRESS_HEADERS, interactive=False, label="Progress per annotator"
+    )
+
+
+def _dashboard_view(p: Page) -> None:
+    p.dashboard_btn = gr.Button("Refresh")
+    p.stats_md = gr.Markdown(elem_id="stats")
+    with gr.Row():
+        p.agreement_table = gr.Dataframe(
+            headers=render.AGREEMENT_HEADERS, interactive=False, label="Agreement per pair"
+        )
+        p.dashboard_progress = gr.Dataframe(
+            headers=render.PROGRESS_HEADERS, interactive=False, label="Progress per annotator"
+        )
+    p.calibration_plot = gr.Plot(label="Calibration", elem_id="calibration-plot")
+
+
+def _export_view(p: Page) -> None:
+    with gr.Row():
+        p.export_format = gr.Dropdown(list(FORMATS), value="pdpo", label="Format")
+        p.export_suffix = gr.Radio(list(EXPORT_SUFFIXES), value="jsonl", label="File type")
+        p.min_agreement = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="Minimum agreement")
+    with gr.Row():
+        p.export_annotators = gr.Textbox(label="Only these annotators (comma-separated; empty = all)")
+        p.export_since = gr.Textbox(label="Labeled since (ISO date, e.g. 2025-01-31; empty = all)")
+    p.export_btn = gr.Button("Export", variant="primary", elem_id="btn-export")
+    p.export_status = gr.Markdown()
+    p.export_file = gr.File(label="Download", elem_id="export-file")
+    p.backup_btn = gr.Button("Download a database backup", elem_id="btn-backup")
+
+
+# ---- wiring: which inputs each event reads and which outputs it may change ----------------------
+
+
+def _step_outputs(p: Page) -> list[Any]:
+    """The outputs of a move between steps (the API's order: the first ten are those of before)."""
+    return [
+        p.steps,
+        p.step_info,
+        p.step_index,
+        p.player,
+        p.started,
+        p.error_type,
+        p.comment,
+        p.label_status,
+        p.alternatives_view,
+        p.alternative,
+        p.step_no,
+        p.position,
+        p.desk,
+    ]
+
+
+def _trace_outputs(p: Page) -> list[Any]:
+    """The outputs of showing a whole trace (opened, or analysed and saved)."""
+    return [
+        p.tabs,
+        p.trace_id,
+        p.answer,
+        p.status,
+        p.scores_plot,
+        p.kl_plot,
+        *_step_outputs(p),
+        p.trace_card,
+        *p.label_controls,
+    ]
+
+
+def _wire_identity(demo: gr.Blocks, p: Page, h: ModelHandlers) -> None:
+    demo.load(h.on_load, [p.saved_name], [p.annotator, p.who, p.desk], api_visibility="private")
+    for event in (p.annotator.blur, p.annotator.submit):
+        event(h.remember_name, [p.annotator], [p.saved_name, p.who], api_visibility="private")
+
+
+def _wire_model_status(demo: gr.Blocks, p: Page, studio: Studio) -> None:
+    """The model's phase and time left, every second while it is on its way; Analyze waits."""
+    timer = gr.Timer(1.0, active=False)
+    outputs = [p.model_status, p.analyze_btn, timer]
+
+    def tick():
+        return model_updates(studio)
+
+    demo.load(tick, None, outputs, api_visibility="private", queue=False)
+    timer.tick(tick, None, outputs, api_visibility="private", queue=False)
+
+
+def _wire_analysis(p: Page, h: ModelHandlers) -> None:
+    p.prompt_kind.change(
+        h.prompt_kind_changed, [p.prompt_kind], [p.question, p.options], api_visibility="private"
+    )
+    p.upload.change(
+        h.clip_changed,
+        [p.desk],
+        [p.desk, *_cleared_outputs(p)],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    settings = [
+        p.max_new_tokens,
+        p.do_sample,
+        p.temperature,
+        p.top_p,
+        p.seed,
+        p.top_t,
+        p.perturbations,
+        p.attention,
+        p.compare_base,
+    ]
+    outputs = [
+        p.status,
+        p.trace_id,
+        p.step_index,
+        p.steps,
+        p.answer,
+        p.step_info,
+        p.scores_plot,
+        p.kl_plot,
+        p.started,
+        p.alternatives_view,
+        p.alternative,
+        p.base_view,
+        p.stream_view,
+        p.desk,
+        p.tabs,
+        p.trace_card,
+        p.player,
+        p.position,
+        p.step_no,
+        p.error_type,
+        p.comment,
+        p.label_status,
+        *p.label_controls,
+    ]
+    p.analyze_btn.click(
+        h.analyze,
+        [
+            p.upload,
+            p.question,
+            p.options,
+            p.reference,
+            p.prompt_kind,
+            *settings,
+            p.annotator,
+            p.order,
+            p.desk,
+        ],
+        list(dict.fromkeys(outputs)),
+        api_name="analyze",
+        show_progress="minimal",
+        show_progress_on=[p.stream_view],  # the queue place and a failure's mark, not over the status line
+        **GPU,
+    )
+
+
+def _cleared_outputs(p: Page) -> list[Any]:
+    return [
+        p.trace_id,
+        p.step_index,
+        p.steps,
+        p.step_info,
+        p.position,
+        p.trace_card,
+        p.answer,
+        p.alternatives_view,
+        p.alternative,
+        p.error_type,
+        p.comment,
+        *p.label_controls,
+    ]
+
+
+def _wire_labeling(p: Page, h: ModelHandlers, config: AppConfig) -> None:
+    limit = {"concurrency_limit": config.label_concurrency}
+    quiet = {"show_progress": "hidden", **limit}
+    note = [p.error_type, p.comment]
+    nav_inputs = [p.annotator, p.trace_id, p.step_index, p.blind, *note, p.desk]
+    nav = _step_outputs(p)
+    p.go_btn.click(
+        h.go_to_step,
+        [p.annotator, p.trace_id, p.step_no, p.blind, *note, p.desk],
+        nav,
+        api_visibility="private",
+        **quiet,
+    )
+    p.step_no.submit(
+        h.go_to_step,
+        [p.annotator, p.trace_id, p.step_no, p.blind, *note, p.desk],
+        nav,
+        api_visibility="private",
+        **quiet,
+    )
+    # /show_step (0-based, for programs) stays an API name; the page uses go_to_step (from 1)
+    p.show_btn.click(h.show_step, nav_inputs, nav, api_name="show_step", **quiet)
+    p.next_btn.click(h.next_step, nav_inputs, nav, api_name="next_step", **quiet)
+    p.prev_btn.click(h.prev_step, nav_inputs, nav, api_name="prev_step", **quiet)
+    labeled = [*nav, p.scores_plot]
+    label_inputs = [p.annotator, p.trace_id, p.step_index, *note, p.blind, p.started, p.desk]
+    for button, handler in ((p.accept_btn, h.accept), (p.reject_btn, h.reject), (p.unsure_btn, h.unsure)):
+        button.click(handler, label_inputs, labeled, api_name=handler.__name__, **quiet)
+    undo_inputs = [p.annotator, p.trace_id, p.step_index, p.blind, p.desk]
+    p.undo_btn.click(h.undo, undo_inputs, labeled, api_name="undo", **quiet)
+    note_inputs = [p.annotator, p.trace_id, p.step_index, *note, p.blind, p.desk]
+    p.error_type.input(h.save_note, note_inputs, [*nav, p.scores_plot], api_visibility="private", **quiet)
+    p.comment.blur(h.save_note, note_inputs, [*nav, p.scores_plot], api_visibility="private", **quiet)
+    trace_inputs = [p.annotator, p.open_id, p.blind, p.order, p.desk]
+    p.open_btn.click(h.open_trace, trace_inputs, _trace_outputs(p), api_name="open_trace", **limit)
+    p.queue_table.select(h.queue_pick, None, [p.open_id], api_visibility="private").then(
+        h.open_trace, trace_inputs, _trace_outputs(p), api_visibility="private", **limit
+    )
+    p.next_trace_btn.click(
+        h.next_trace,
+        [p.annotator, p.trace_id, p.blind, p.order, p.desk],
+        _trace_outputs(p),
+        api_name="next_trace",
+        **limit,
+    )
+
+
+def _wire_tables(p: Page, h: ModelHandlers, config: AppConfig) -> None:
+    limit = {"concurrency_limit": config.label_concurrency}
+    queue_inputs = [p.annotator, p.unlabeled_only, p.order]
+    queue_outputs = [p.queue_table, p.progress_table]
+    p.queue_btn.click(h.queue, queue_inputs, queue_outputs, api_name="queue", **limit)
+    for event in (p.queue_tab.select, p.unlabeled_only.change, p.order.change):
+        event(h.queue, queue_inputs, queue_outputs, api_visibility="private", **limit)
+    dashboard_outputs = [p.stats_md, p.agreement_table, p.calibration_plot, p.dashboard_progress]
+    p.dashboard_btn.click(h.dashboard, None, dashboard_outputs, api_name="dashboard", **limit)
+    p.dashboard_tab.select(h.dashboard, None, dashboard_outputs, api_visibility="private", **limit)
+    p.export_btn.click(
+        h.export,
+        [p.export_format, p.export_suffix, p.min_agreement, p.export_annotators, p.export_since],
+        [p.export_file, p.export_status],
+        api_name="export",
+        **limit,
+    )
+    p.backup_btn.click(h.backup, None, [p.export_file, p.export_status], api_name="backup", **limit)
+
+
+def _wire_alternatives(p: Page, h: ModelHandlers, config: AppConfig) -> None:
+    limit = {"concurrency_limit": config.label_concurrency}
+    where = [p.annotator, p.trace_id, p.step_index]
+    outputs = [p.alternatives_view, p.alternative, p.label_status]
+    if not config.label_only:
+        p.sample_btn.click(
+            h.sample_alternatives,
+            [*where, p.n_alternatives, p.seed, p.desk],
+            outputs,
+            api_name="alternatives",
+            **GPU,
+        )
+        p.rollouts_btn.click(
+            h.rollouts,
+            [*where, p.n_rollouts, p.rollout_reference, p.desk],
+            outputs,
+            api_name="rollouts",
+            **GPU,
+        )
+    p.prefer_alt_btn.click(
+        h.prefer_alternative, [*where, p.alternative, p.desk], outputs, api_name="prefer", **limit
+    )
+    p.prefer_orig_btn.click(
+        h.prefer_original, [*where, p.alternative, p.desk], outputs, api_name="prefer_original", **limit
+    )
+    p.correct_btn.click(
+        h.save_correction,
+        [*where, p.correction, p.desk],
+        [*outputs, p.correction],
+        api_name="correct",
+        **limit,
+    )
 
 
 def launch_kwargs(config: AppConfig, studio: Studio) -> dict[str, Any]:

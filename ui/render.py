@@ -1,4 +1,5 @@
-"""Pure functions from traces, labels and statistics to what the page shows: HTML and plotly figures.
+"""Pure functions from traces, labels and statistics to what the page shows: HTML and tables
+(the figures are in ``ui.figures``).
 
 Every piece of text that comes from the model, an imported file or a person (step text, answer,
 comments, names) goes through ``html.escape`` here and nowhere is it inserted as markup: a step
@@ -35,7 +36,10 @@ def esc(value: Any) -> str:
 
 
 def fmt_score(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    """Three significant digits, in plain notation where that stays short (0.0123, 12.3)."""
+    if value is None:
+        return "n/a"
+    return f"{value:.3g}" if value == 0 or 1e-3 <= abs(value) < 1e4 else f"{value:.2e}"
 
 
 def fmt_span(span: Sequence[float] | None) -> str:
@@ -86,11 +90,53 @@ def _shaded(text: str, pieces: tuple[str, ...], kls: tuple[float, ...], scale: f
 
 
 def step_spans(trace: Mapping[str, Any]) -> list[tuple[float, float] | None]:
-    """Per step, the clip span it attends to most (``inference.reasoning.attribution``), if computed."""
+    """Per step, the clip span it attends to most (``inference.reasoning.attribution``), if
+    computed. A span stored with no length (start == end: one frame, from an older run or an
+    import) is widened to that frame's time on screen: to the next sampled frame's time, else
+    half a second, within the clip."""
     attention = (trace.get("scoring") or {}).get("frame_attention") or {}
     spans = attention.get("spans") or []
+    clip = trace.get("clip") or {}
+    times = sorted(float(t) for t in clip.get("frame_times_s") or [])
+    duration = float(clip.get("duration_s") or 0.0)
     n = len(trace.get("steps") or [])
-    return [tuple(spans[k]) if k < len(spans) and spans[k] else None for k in range(n)]
+    out: list[tuple[float, float] | None] = []
+    for k in range(n):
+        span = spans[k] if k < len(spans) and spans[k] else None
+        if span is None:
+            out.append(None)
+            continue
+        start, end = float(span[0]), float(span[1])
+        if end - start < 0.05:
+            later = [t for t in times if t > start + 0.05]
+            end = later[0] if later else start + 0.5
+            if duration > start:
+                end = min(end, duration)
+        out.append((start, end))
+    return out
+
+
+def flagged_steps(steps: Sequence[Mapping[str, Any]]) -> set[int]:
+    """The steps to check first: those marked top-T, but at most a third of the steps (at least
+    one) and only scored ones, highest score first. Top-T = 3 (the paper's) marks 3 of 4 steps
+    of a short trace, which tells nothing; a third keeps the mark for steps that stand out."""
+    marked = [s for s in steps if s.get("top_t") and s.get("score") is not None]
+    cap = max(1, len(steps) // 3)
+    marked.sort(key=lambda s: -float(s["score"]))
+    return {int(s["index"]) for s in marked[:cap]}
+
+
+def score_cell(score: float | None, top: float) -> str:
+    """A step's score as a bar and a share of the trace's highest score (the raw value on hover)."""
+    if score is None:
+        return ""
+    share = score / top if top > 0 else 0.0
+    width = round(min(max(share, 0.0), 1.0) * 100)
+    return (
+        f'<span class="score" title="contrastive score (mean token KL): {score:.4g}; '
+        f'{share:.0%} of the highest in this trace">'
+        f'<span class="score-bar"><span style="width:{width}%"></span></span> {share:.0%}</span>'
+    )
 
 
 def label_badge(label: Mapping[str, Any] | None, mine: bool = True) -> str:
@@ -112,6 +158,7 @@ def steps_html(
     streaming: bool = False,
     show_labels: bool = True,
     selectable: bool = True,
+    empty_message: str = "",
 ) -> str:
     """The list of steps: number, scores, top-T badge, clip span (click to seek), labels, text.
 
@@ -124,13 +171,15 @@ def steps_html(
     spans = spans or []
     list_id = ' id="steps-list"' if selectable else ""
     if not steps:
-        message = (
+        message = empty_message or (
             "Generating the first step\u2026"
             if streaming
-            else "No steps yet: analyse a clip or open a trace."
+            else "No trace open: analyse a clip, or open a trace from the Queue (key n: the next one to label)."
         )
         return f'<div class="steps empty"{list_id}>{esc(message)}</div>'
     scale = trace_kl_scale(steps)
+    top = max((float(s["score"]) for s in steps if s.get("score") is not None), default=0.0)
+    flagged = flagged_steps(steps)
     items = []
     for step in steps:
         k = int(step["index"])
@@ -140,25 +189,25 @@ def steps_html(
             classes.append("current")
         if label:
             classes.append(f"labeled-{label['verdict']}")
-        head = [f'<span class="step-no">Step {k + 1}</span>']
-        if step.get("score") is not None:
-            head.append(
-                f'<span class="score" title="contrastive score (mean token KL)">score {fmt_score(step["score"])}</span>'
-            )
+        head = [f'<span class="step-no">Step {k + 1}</span>', score_cell(step.get("score"), top)]
         for name, value in (step.get("scores") or {}).items():
             if len(step.get("scores") or {}) > 1:
-                head.append(f'<span class="score-extra">{esc(name)} {fmt_score(value)}</span>')
-        if step.get("top_t"):
+                head.append(
+                    f'<span class="score-extra" title="{esc(name)}: {fmt_score(value)}">{esc(name)} '
+                    f"{fmt_score(value)}</span>"
+                )
+        if k in flagged:
             head.append(
-                '<span class="badge top-t" title="among the top-T highest scores: check it first">top-T</span>'
+                '<span class="badge top-t" title="one of the highest scores of this trace: check it first">'
+                "check first</span>"
             )
         if step.get("expected_correctness") is not None:
             head.append(f'<span class="badge rollout">p(correct) {step["expected_correctness"]:.2f}</span>')
         span = spans[k] if k < len(spans) else None
         if span:
             head.append(
-                f'<button class="seek" data-seek="{span[0]:.3f}" title="play the moment this step attends to most">'
-                f"\u25b6 {fmt_span(span)}</button>"
+                f'<button class="seek" data-seek="{span[0]:.3f}" data-end="{span[1]:.3f}" '
+                f'title="play the moment this step attends to most">\u25b6 {fmt_span(span)}</button>'
             )
         if show_labels:
             head.append(label_badge(label))
@@ -204,6 +253,65 @@ def base_html(
         f"{answer_html(answer, reference, pending=streaming and bool(steps))}"
         f"{steps_html(steps, None, spans=spans, streaming=streaming, show_labels=False, selectable=False)}"
         "</div>"
+    )
+
+
+def status_html(text: str, fraction: float | None = None, failed: bool = False) -> str:
+    """The analysis status: a progress bar (``fraction`` 0..1; None: no bar) and one line."""
+    bar = ""
+    if fraction is not None:
+        pct = round(min(max(fraction, 0.0), 1.0) * 100)
+        bar = f'<div class="progress" title="{pct}%"><span style="width:{pct}%"></span></div>'
+    kind = "status failed" if failed else "status"
+    return f'<div class="{kind}">{bar}<span class="status-text">{esc(text)}</span></div>'
+
+
+def stream_html(
+    steps: Sequence[Mapping[str, Any]],
+    answer: Mapping[str, Any] | None,
+    reference: str | None = None,
+    spans: Sequence[tuple[float, float] | None] | None = None,
+    empty_message: str = "",
+) -> str:
+    """The Analyze tab's read-only view of an analysis: the steps as they are decoded (with their
+    scores once scored), then the answer."""
+    streaming = answer is None and not empty_message
+    listed = steps_html(
+        steps,
+        None,
+        spans=spans,
+        streaming=streaming,
+        show_labels=False,
+        selectable=False,
+        empty_message=empty_message or ("" if streaming else "The model gave no steps."),
+    )
+    shown = answer_html(answer, reference, pending=streaming and bool(steps)) if steps or answer else ""
+    return f'<div class="stream">{listed}{shown}</div>'
+
+
+def trace_card(trace: Mapping[str, Any] | None) -> str:
+    """The label view's read-only header: the trace's own clip, question, options, reference
+    and model answer (always those of the trace being labeled)."""
+    if trace is None:
+        return '<div class="trace-card empty">No trace open.</div>'
+    clip = trace.get("clip") or {}
+    options = trace.get("options") or []
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    items = "".join(f"<li><b>{letters[i]}.</b> {esc(o)}</li>" for i, o in enumerate(options[:26]))
+    options_html = f'<ul class="trace-options">{items}</ul>' if items else ""
+    reference = trace.get("reference_answer")
+    question = trace.get("question") or ""
+    if trace.get("prompt_kind") == "synthdec" and not question:
+        question = "Is the video AI-generated? (SynthDec)"
+    meta = [f"clip {esc(clip.get('name') or '')}", f"{esc(trace.get('source') or '')} trace"]
+    if reference:
+        meta.append(f"reference <b>{esc(reference)}</b>")
+    return (
+        '<div class="trace-card">'
+        f'<div class="trace-meta">{DOT.join(meta)}</div>'
+        f'<div class="trace-question" title="{esc(question)}">{esc(question)}</div>'
+        f"{options_html}"
+        f"{answer_html(trace.get('answer'), reference)}</div>"
     )
 
 
@@ -269,175 +377,28 @@ def alternatives_html(
 
 
 def alternative_choices(alternatives: Sequence[Mapping[str, Any]]) -> list[tuple[str, int]]:
-    """(label, alternative id) for a Radio; labels are shown as text by Gradio."""
-    out = []
-    for alt in alternatives:
-        text = alt["text"] if len(alt["text"]) <= 120 else alt["text"][:117] + "..."
-        out.append((f"#{alt['id']} ({alt.get('source', '')}): {text}", int(alt["id"])))
-    return out
-
-
-# ---- figures ------------------------------------------------------------------------------------
-
-
-# Figures are plotly's JSON form (plain dicts: {"data": [...], "layout": {...}}), drawn by
-# plotly.js in the page; ``ui.handlers.plot`` hands them to gr.Plot as they are. Building
-# ``plotly.graph_objects.Figure`` objects instead validated every field in Python: ~25 ms per
-# figure with a named template, several ms without, on every label.
-_AXIS = {"gridcolor": "#e5e5e5", "zerolinecolor": "#bdbdbd"}
-
-
-def _figure(title: str, data: list[dict], note: str = "", **layout: Any) -> dict[str, Any]:
-    base = {
-        "title": {"text": title, "font": {"size": 14}},
-        "height": 260,
-        "margin": {"l": 45, "r": 10, "t": 40, "b": 40},
-        "plot_bgcolor": "white",
-        "paper_bgcolor": "white",
-        "showlegend": len(data) > 1,
-        "legend": {"orientation": "h", "y": -0.3},
-    }
-    if note:
-        base["annotations"] = [
-            {"text": note, "showarrow": False, "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}
-        ]
-    for axis in ("xaxis", "yaxis"):
-        layout[axis] = {**_AXIS, **layout.get(axis, {})}
-    return {"data": data, "layout": {**base, **layout}}
-
-
-def _hover(text: str, limit: int = 90) -> str:
-    short = text if len(text) <= limit else text[: limit - 1] + "\u2026"
-    return esc(short)
-
-
-def scores_figure(steps: Sequence[Mapping[str, Any]], mine: Mapping[int, Mapping[str, Any]] | None = None):
-    """Bars: each step's contrastive score, coloured by my label; top-T bars outlined; other
-    perturbations' scores as markers."""
-    mine = mine or {}
-    title = "Step scores (colour: your label)"
-    scored = [s for s in steps if s.get("score") is not None]
-    if not scored:
-        return _figure(title, [], "no scores (analysis without perturbations, or imported)")
-    x = [int(s["index"]) + 1 for s in scored]
-    verdicts = [(mine.get(int(s["index"])) or {}).get("verdict") for s in scored]
-    data = [
-        {
-            "type": "bar",
-            "x": x,
-            "y": [s["score"] for s in scored],
-            "marker": {
-                "color": [VERDICT_COLOURS.get(v, UNLABELED_COLOUR) for v in verdicts],
-                "line": {
-                    "color": ["#000" if s.get("top_t") else "rgba(0,0,0,0)" for s in scored],
-                    "width": 2,
-                },
-            },
-            "hovertext": [
-                f"{_hover(s['text'])}<br>{v or 'unlabeled'}" for s, v in zip(scored, verdicts, strict=True)
-            ],
-            "hoverinfo": "x+y+text",
-            "name": "score",
-        }
-    ]
-    names = sorted({n for s in scored for n in (s.get("scores") or {})})
-    for name in names if len(names) > 1 else []:  # one perturbation: the bars say it all
-        data.append(
-            {
-                "type": "scatter",
-                "x": x,
-                "y": [(s.get("scores") or {}).get(name) for s in scored],
-                "mode": "markers",
-                "name": name,
-                "marker": {"size": 8, "symbol": "diamond"},
-            }
-        )
-    return _figure(
-        title, data, xaxis={"title": {"text": "step"}, "dtick": 1}, yaxis={"title": {"text": "mean token KL"}}
-    )
-
-
-def kl_figure(steps: Sequence[Mapping[str, Any]]):
-    """The per-token KL along the whole reasoning: one line, markers coloured by step, each
-    token's text on hover. (Drawn once per trace: the step list shows which step is current.)"""
-    x, y, hover, colour = [], [], [], []
-    for step in steps:
-        kls = step.get("token_kl") or []
-        pieces = step.get("kl_tokens") or [""] * len(kls)
-        k = int(step["index"])
-        for piece, value in zip(pieces, kls, strict=False):
-            x.append(len(x))
-            y.append(value)
-            hover.append(f"step {k + 1}: {esc(piece)}")
-            colour.append(STEP_COLOURS[k % len(STEP_COLOURS)])
-    if not x:
-        return _figure("Per-token KL", [], "no token KL (not scored)")
-    data = [
-        {
-            "type": "scatter",
-            "x": x,
-            "y": y,
-            "mode": "lines+markers",
-            "line": {"color": "#9e9e9e", "width": 1},
-            "marker": {"color": colour, "size": 5},
-            "hovertext": hover,
-            "hoverinfo": "y+text",
-            "name": "token KL",
-        }
-    ]
-    return _figure(
-        "Per-token KL (colour: step)",
-        data,
-        xaxis={"title": {"text": "token"}},
-        yaxis={"title": {"text": "KL"}},
-    )
-
-
-def calibration_figure(stats: Mapping[str, Any]):
-    """Reject rate per score decile: a useful score rises from left to right."""
-    calibration = stats.get("calibration") or {}
-    auroc = calibration.get("auroc")
-    title = "Reject rate by score decile" + (f" (AUROC {auroc:.2f})" if auroc is not None else "")
-    deciles = calibration.get("deciles") or []
-    if not deciles:
-        return _figure(title, [], "no scored steps with a majority verdict yet")
-    data = [
-        {
-            "type": "bar",
-            "x": [str(d["decile"]) for d in deciles],
-            "y": [d["reject_rate"] for d in deciles],
-            "hovertext": [
-                f"scores {d['min_score']:.3g}\u2013{d['max_score']:.3g}<br>{d['rejects']} of {d['steps']} rejected"
-                for d in deciles
-            ],
-            "hoverinfo": "y+text",
-            "marker": {"color": VERDICT_COLOURS["reject"]},
-            "name": "reject rate",
-        }
-    ]
-    return _figure(
-        title,
-        data,
-        xaxis={"title": {"text": "score decile (1 = lowest scores)"}},
-        yaxis={"title": {"text": "reject rate"}, "range": [0, 1]},
-    )
+    """(label, alternative id) for the Radio that picks one to prefer: its number and source
+    only (the text is in the list above it, shown once)."""
+    return [(f"#{int(alt['id'])} ({alt.get('source', '')})", int(alt["id"])) for alt in alternatives]
 
 
 # ---- tables (Gradio shows Dataframe cells as text) ---------------------------------------------
 
-QUEUE_HEADERS = ["trace", "clip", "question", "steps", "max score", "labeled by me", "annotators"]
+QUEUE_HEADERS = ["trace", "question", "clip", "steps", "by me", "annotators", "top score"]
+QUEUE_WIDTHS = ["17%", "37%", "14%", "6%", "7%", "10%", "9%"]  # each header fits on one line at 1280 px
+QUEUE_CELL_CHARS = 90  # longer cells are cut on screen; a click on one shows it whole
 
 
 def queue_rows(items: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
     return [
         [
             item["trace_id"],
-            item["clip_name"] or "",
             item["question"] or "",
+            item["clip_name"] or "",
             item["n_steps"],
-            None if item["max_score"] is None else round(item["max_score"], 5),
             f"{item['labeled_by_me']}/{item['n_steps']}",
             item["n_annotators"],
+            "" if item["max_score"] is None else fmt_score(item["max_score"]),
         ]
         for item in items
     ]
@@ -488,5 +449,25 @@ def stats_markdown(stats: Mapping[str, Any], progress: Mapping[str, Any]) -> str
         "",
         f"Krippendorff's alpha (verdict, {agreement.get('items_multiply_labeled', 0)} items with 2+ labels): "
         + ("n/a" if alpha is None else f"**{alpha:.3f}**"),
+        "",
+        calibration_line(stats),
     ]
     return "\n".join(lines)
+
+
+def calibration_line(stats: Mapping[str, Any]) -> str:
+    """AUROC and the reject rate with the counts behind them (4 labels make no AUROC worth a
+    second decimal)."""
+    calibration = stats.get("calibration") or {}
+    deciles = calibration.get("deciles") or []
+    n = sum(d["steps"] for d in deciles)
+    rejects = sum(d["rejects"] for d in deciles)
+    if not n:
+        return "Score vs verdict: no scored step has a majority verdict yet."
+    auroc = calibration.get("auroc")
+    shown = "n/a (needs rejected and accepted steps)" if auroc is None else f"**{auroc:.2f}**"
+    few = " (few steps: read it loosely)" if n < 30 else ""
+    return (
+        f"Score vs verdict over **{n}** scored steps with a majority verdict: **{rejects}** rejected "
+        f"({rejects / n:.0%}); AUROC {shown}{few}."
+    )

@@ -636,6 +636,24 @@ class Studio:
             time_spent_s=min(max(float(time_spent_s or 0.0), 0.0), MAX_STEP_SECONDS),
         )
 
+    def annotate(
+        self, annotator: str, trace_id: str, step_index: int, error_type: str | None, comment: str
+    ) -> dict[str, Any]:
+        """Change the error type and comment of my label of a step, its verdict kept (an
+        accepted step keeps no error type)."""
+        label = next(
+            (
+                x
+                for x in self.store.labels_for_trace(trace_id, annotator)
+                if x["step_index"] == int(step_index) and x["alternative_id"] is None
+            ),
+            None,
+        )
+        if label is None:
+            raise AppError(f"step {int(step_index) + 1} has no label of yours yet: give a verdict first")
+        error_type = None if label["verdict"] == "accept" else (error_type or None)
+        return self.store.edit_label(annotator, label["id"], error_type=error_type, comment=comment or "")
+
     def undo(self, annotator: str, trace_id: str, step_index: int) -> dict[str, Any] | None:
         return self.store.undo_label(annotator, trace_id, int(step_index))
 
@@ -707,12 +725,18 @@ class Studio:
     def add_correction(self, annotator: str, trace_id: str, step_index: int, text: str) -> dict[str, Any]:
         """A human rewrite of the step, preferred over the original by its author."""
         alt = self.store.add_alternative(annotator, trace_id, int(step_index), text, source="human")
-        self.store.record_preference(annotator, trace_id, int(step_index), alt["id"], "alternative")
+        self.prefer(annotator, trace_id, int(step_index), alt["id"], "alternative")
         return alt
 
     def prefer(
         self, annotator: str, trace_id: str, step_index: int, alternative_id: int, chosen: str
     ) -> dict:
+        """One preference per step and annotator: choosing withdraws my other choices at the step."""
+        for pref in self.store.preferences_for_trace(trace_id, annotator):
+            if pref["step_index"] == int(step_index) and pref["alternative_id"] != int(alternative_id):
+                self.store.record_preference(
+                    annotator, trace_id, int(step_index), pref["alternative_id"], None
+                )
         return self.store.record_preference(annotator, trace_id, int(step_index), int(alternative_id), chosen)
 
     def rollouts(

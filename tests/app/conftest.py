@@ -137,3 +137,43 @@ def analysis(app, clip):
     updates = [tuple(u) for u in job]
     final = job.result()
     return client, updates, final[1]
+
+
+# ---- the browser (Playwright driving Debian's headless chromium) --------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 240_000  # an analysis on a busy 2-core machine, the model loaded on first use
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, app):
+    """A fresh tab on the app; fails the test if the page ever opens a dialog (an alert)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    tab = context.new_page()
+    dialogs: list[str] = []
+    tab.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    tab.set_default_timeout(30_000)
+    tab.goto(app.url, wait_until="load")
+    tab.wait_for_selector("#btn-analyze")
+    yield tab
+    context.close()
+    assert dialogs == [], f"the page opened a dialog: {dialogs}"

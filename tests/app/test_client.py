@@ -12,9 +12,13 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 from tests.app.conftest import XSS, analyze_args, make_trace
+from ui import render
 from ui.services import page_trace
 
 pytestmark = pytest.mark.slow
+
+
+STREAM = 11  # /analyze's output holding the Analyze tab's stream (steps so far, then the answer)
 
 
 def status_text(update) -> str:
@@ -39,11 +43,19 @@ def test_analysis_streams_stages_then_steps_then_answer_then_scores(app, analysi
     step_updates = [s for s in statuses if s.startswith("Generating: step")]
     assert step_updates == [f"Generating: step {k} decoded\u2026" for k in range(1, n + 1)]
     first_step = next(i for i, s in enumerate(statuses) if s.startswith("Generating: step 1"))
-    first_answer = next(i for i, u in enumerate(updates) if "<b>Answer</b>" in u[4])
+    first_answer = next(i for i, u in enumerate(updates) if "<b>Answer</b>" in u[STREAM])
     assert first_step < first_answer
-    assert 'data-step="0"' in updates[first_step][3]
+    assert updates[first_step][STREAM].count('<div class="step">') == 1  # the Analyze tab's stream
     assert statuses[-1].startswith("Done in ") and trace_id in statuses[-1]
     assert "Tiny demo model" in statuses[-1]
+    # the progress bar only moves forward, from the start to 100%
+    bars = [int(m) for u in updates for m in re.findall(r'progress" title="(\d+)%', u[0])]
+    assert bars == sorted(bars) and bars[0] < 10 and bars[-1] == 100
+    # the phases add up to the total ("Done in 8.8 s (decode 0.6, ..., other 0.1)")
+    total, parts = re.match(r"Done in (\d+\.\d) s \(([^)]*)\)", statuses[-1]).groups()
+    seconds = [float(p.rsplit(" ", 1)[1]) for p in parts.split(", ")]
+    assert sum(seconds) == pytest.approx(float(total), abs=0.05 * len(seconds) + 0.05)
+    assert {p.rsplit(" ", 1)[0] for p in parts.split(", ")} >= {"decode", "encode", "generate", "score"}
 
 
 def test_analysis_is_stored_with_scores_spans_and_the_kept_clip(app, analysis, clip):
@@ -135,6 +147,12 @@ def test_queue_is_ordered_by_highest_step_score_and_filters_mine(app, imported):
         client.predict("carol", "q-low", k, "", "", True, api_name="/accept")
     assert queue_ids(client, "carol") == ["q-high", "q-none"]
     assert queue_ids(client, "carol", unlabeled_only=False) == ["q-high", "q-low", "q-none"]
+    # "next trace to label" follows the queue's order and skips what carol finished
+    out = client.predict("carol", "q-high", True, "max_score", api_name="/next_trace")
+    full = app.studio.store.queue("carol", unlabeled_only=False)
+    after = [i for i in full[[i["trace_id"] for i in full].index("q-high") + 1 :]]
+    expected = next(i["trace_id"] for i in after if i["labeled_by_me"] < i["n_steps"])
+    assert out[0] == expected and expected != "q-low"
     _, progress = client.predict("carol", True, "max_score", api_name="/queue")
     carol = next(row for row in progress["data"] if row[0] == "carol")
     assert carol[1:4] == [2, 2, 1]  # labels, steps labeled, traces done
@@ -190,7 +208,7 @@ def test_dashboard_reports_counts_and_calibration(app, imported):
     assert "Reject rate by score decile" in json.dumps(calibration)
 
 
-def test_errors_are_messages_and_the_app_keeps_serving(app, tmp_path, analysis):
+def test_errors_are_messages_and_the_app_keeps_serving(app, tmp_path, analysis, imported):
     client = app.client()
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("these are not frames")
@@ -200,6 +218,18 @@ def test_errors_are_messages_and_the_app_keeps_serving(app, tmp_path, analysis):
         client.predict(*analyze_args(None), api_name="/analyze")
     with pytest.raises(AppError, match="the question is empty"):
         client.predict(*analyze_args(handle_file(str(not_video)), question=""), api_name="/analyze")
+    # every text input has a limit, each refused with one line (nothing is analysed or stored)
+    with pytest.raises(AppError, match="the reference answer is one option letter: A, B"):
+        client.predict(
+            *analyze_args(handle_file(str(not_video)), reference="the left one"), api_name="/analyze"
+        )
+    with pytest.raises(AppError, match="the question has 30,000 characters; keep it under 1,000"):
+        client.predict(*analyze_args(handle_file(str(not_video)), question="q" * 30_000), api_name="/analyze")
+    with pytest.raises(AppError, match="the comment has 10,001 characters"):
+        client.predict("ivan", "q-high", 0, "", "c" * 10_001, True, api_name="/accept")
+    with pytest.raises(AppError, match="the correction has 2,001 characters"):
+        client.predict("ivan", "q-high", 0, "c" * 2001, api_name="/correct")
+    assert app.studio.store.labels_for_trace("q-high", "ivan") == []
     with pytest.raises(AppError, match="type your name"):
         client.predict("", "q-high", 0, "", "", True, api_name="/accept")
     with pytest.raises(AppError, match="no trace 'nope' is stored"):
@@ -225,7 +255,11 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     html, choices, message = client.predict("judy", trace_id, 0, 2, 0, api_name="/alternatives")
     stored = page_trace(store.get_trace(trace_id))["alternatives"]  # with ids and authors
     models = [a for a in stored if a["source"] == "model" and a["step_index"] == 0]
-    assert message == f"{len(models)} alternative(s) for step 1"
+    assert message.startswith(f"Sampled 2: {len(models)} new alternative")
+    # each alternative once: its text in the list, its number in the choice to prefer
+    assert choices["choices"] == [[f"#{a['id']} (model)", a["id"]] for a in models]
+    for alt in models:
+        assert html.count(render.esc(alt["text"])) == 1
     for alt in models:
         assert alt["settings"]["top_p"] == 0.9 and alt["created_by"] == "judy"
     correction = "The red ball moves to the right <b>fast</b>."
@@ -239,6 +273,11 @@ def test_alternatives_preference_correction_and_rollouts(app, analysis):
     ]
     client.predict("judy", trace_id, 0, human["id"], api_name="/prefer_original")
     assert [p["chosen"] for p in store.preferences_for_trace(trace_id, "judy")] == ["original"]
+    if models:  # one preference per step: choosing another alternative withdraws the first choice
+        client.predict("judy", trace_id, 0, models[0]["id"], api_name="/prefer")
+        assert [
+            (p["alternative_id"], p["chosen"]) for p in store.preferences_for_trace(trace_id, "judy")
+        ] == [(models[0]["id"], "alternative")]
     html, _, message = client.predict("judy", trace_id, 0, 1, "A", api_name="/rollouts")
     assert re.fullmatch(r"Step 1: p\(correct\) = (0\.00|1\.00) over 1 rollouts", message)
     assert "original step: p(correct) =" in html

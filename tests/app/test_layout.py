@@ -91,3 +91,35 @@ def test_launch_settings(built):
     assert kwargs["js"] == shortcuts.script() and ".step.current" in kwargs["css"]
     assert str(config.media_root.resolve()) in kwargs["allowed_paths"]
     assert "auth" not in kwargs
+
+
+def test_verdict_handlers_are_one_function_each_with_its_api_name(built):
+    _, _, demo = built(label_only=True)
+    fns = events(demo)
+    for verdict in ("accept", "reject", "unsure"):
+        assert fns[verdict].fn.__name__ == verdict
+        assert fns[verdict].fn.__code__ is fns["accept"].fn.__code__  # the same wrapped handler
+
+
+def test_the_server_refuses_a_label_for_a_trace_the_page_does_not_show(built):
+    """The page's session state names the trace it shows; a label, undo or note for another
+    trace (a stale page, a key pressed mid-analysis) is refused and nothing is stored."""
+    import gradio as gr
+
+    from tests.app.conftest import make_trace
+    from ui import workspace
+
+    _, studio, demo = built(label_only=True)
+    studio.store.add_traces([make_trace("shown", ["a", "b"]), make_trace("other", ["c", "d"])])
+    fns = events(demo)
+    desk = workspace.new_desk("shown")
+    with pytest.raises(gr.Error, match="this page shows trace shown, not other: nothing was saved"):
+        fns["accept"].fn("zoe", "other", 0, "", "", True, None, desk, None, None)
+    with pytest.raises(gr.Error, match="this page shows no trace now"):
+        fns["reject"].fn("zoe", "shown", 0, "other", "", True, None, workspace.new_desk(), None, None)
+    with pytest.raises(gr.Error, match="this page shows trace shown, not other"):
+        fns["undo"].fn("zoe", "other", 0, True, desk, None, None)
+    assert studio.store.labels_for_trace("other") == [] and studio.store.labels_for_trace("shown") == []
+    out = fns["accept"].fn("zoe", "shown", 0, "", "", True, None, desk, None, None)
+    assert [x["step_index"] for x in studio.store.labels_for_trace("shown", "zoe")] == [0]
+    assert any(value == "step 2 of 2" for value in out.values())  # moved on, position shown

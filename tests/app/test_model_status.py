@@ -155,8 +155,7 @@ def test_the_page_shows_the_build_and_analyze_waits_for_the_model(tmp_path):
 
     from playwright.sync_api import sync_playwright
 
-    from tests.app.conftest import base_config
-    from tests.app.test_browser import ARGS, CHROMIUM
+    from tests.app.conftest import ARGS, CHROMIUM, base_config
     from ui.layout import build_app, launch_kwargs
     from ui.services import ModelHolder, Studio
 

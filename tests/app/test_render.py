@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.app.conftest import XSS, make_trace
-from ui import render
+from ui import figures, render
 
 
 def step(index, text, **fields):
@@ -51,16 +51,52 @@ def test_step_row_shows_scores_top_t_span_and_labels():
         steps, 1, mine={1: {"verdict": "unsure", "error_type": "other"}}, spans=[(1.5, 2.0), None]
     )
     first, second = html.split('data-step="1"')
-    assert "score 0.25" in first and "noise 0.25" in first and "mute 0.5" in first
+    # the score as a bar and a share of the trace's highest, the raw value on hover
+    assert 'title="contrastive score (mean token KL): 0.25; 100% of the highest in this trace"' in first
+    assert '<span style="width:100%"></span></span> 100%' in first
+    assert "noise 0.25" in first and "mute 0.5" in first
     assert 'class="badge top-t"' in first
-    assert 'data-seek="1.500"' in first and "1.5\u20132.0 s" in first
+    assert 'data-seek="1.500" data-end="2.000"' in first and "1.5\u20132.0 s" in first
     assert '<span class="badge unlabeled">unlabeled</span>' in first
     assert "step current labeled-unsure" in html
     assert "? unsure \u00b7 other" in second and "data-seek" not in second
 
 
+def test_scores_read_as_shares_of_the_highest():
+    assert render.score_cell(None, 1.0) == ""
+    cell = render.score_cell(2.594e-05, 1.0376e-04)
+    assert 'title="contrastive score (mean token KL): 2.594e-05; 25% of the highest in this trace"' in cell
+    assert cell.endswith("</span></span> 25%</span>")
+    assert [render.fmt_score(v) for v in (2.594e-05, 0.01234, 12.34, 0)] == [
+        "2.59e-05",
+        "0.0123",
+        "12.3",
+        "0",
+    ]
+
+
+def test_top_t_flags_at_most_a_third_of_the_steps():
+    """Top-T = 3 on 4 steps marked 3 of them; the page marks the highest-scored third (at least one)."""
+    four = [step(k, "s", score=v, top_t=v > 0.1) for k, v in enumerate([0.1, 0.5, 0.3, 0.2])]
+    assert render.flagged_steps(four) == {1}
+    nine = [step(k, "s", score=k / 10, top_t=k >= 6) for k in range(9)]
+    assert render.flagged_steps(nine) == {6, 7, 8}
+    assert render.flagged_steps([step(0, "s", score=None, top_t=True)]) == set()
+    html = render.steps_html(four)
+    assert html.count('class="badge top-t"') == 1
+
+
+def test_zero_length_spans_get_the_frames_time():
+    trace = make_trace("t", ["a", "b"])
+    trace["clip"]["frame_times_s"] = [0.0, 0.5, 1.0, 1.5]
+    trace["clip"]["duration_s"] = 1.8
+    trace["scoring"]["frame_attention"]["spans"] = [[0.5, 0.5], [1.5, 1.5]]
+    assert render.step_spans(trace) == [(0.5, 1.0), (1.5, 1.8)]
+
+
 def test_empty_and_streaming_lists():
-    assert "No steps yet" in render.steps_html([])
+    assert "No trace open" in render.steps_html([])
+    assert "An analysis runs" in render.steps_html([], empty_message="An analysis runs")
     assert "Generating the first step" in render.steps_html([], streaming=True)
     assert render.steps_html([step(0, "x")], streaming=True).endswith(
         '<div class="step pending">\u2026</div></div>'
@@ -99,7 +135,8 @@ def test_tables_are_whole_rows():
         "labeled_by_me": 1,
         "n_annotators": 2,
     }
-    assert render.queue_rows([item]) == [["t1", "c.mp4", "Q?", 3, 0.12346, "1/3", 2]]
+    assert render.queue_rows([item]) == [["t1", "Q?", "c.mp4", 3, "1/3", 2, "0.123"]]
+    assert len(render.QUEUE_HEADERS) == len(render.QUEUE_WIDTHS) == 7
     progress = {"annotators": {"ann": {"labels": 4, "steps_labeled": 3, "traces_done": 1, "time_s": 90.0}}}
     assert render.progress_rows(progress) == [["ann", 4, 3, 1, 1.5]]
     stats = {"agreement": {"pairs": [{"annotators": ["a", "b"], "items": 5, "kappa": 0.41666}]}}
@@ -108,7 +145,7 @@ def test_tables_are_whole_rows():
 
 def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
     steps = [step(0, "a", score=0.1), step(1, "b", score=0.4, top_t=True), step(2, "c", score=0.2)]
-    fig = render.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
+    fig = figures.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
     (bar,) = fig["data"]
     assert (bar["type"], bar["x"], bar["y"]) == ("bar", [1, 2, 3], [0.1, 0.4, 0.2])
     assert bar["marker"]["color"] == ["#2e7d32", "#c62828", "#9e9e9e"]
@@ -118,7 +155,7 @@ def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
 
 def test_scores_figure_marks_each_perturbation_when_there_are_several():
     steps = [step(0, "<a>", score=0.1, scores={"noise": 0.1, "mute": 0.3})]
-    fig = render.scores_figure(steps)
+    fig = figures.scores_figure(steps)
     assert [(t["name"], t["y"]) for t in fig["data"][1:]] == [("mute", [0.3]), ("noise", [0.1])]
     assert fig["data"][0]["hovertext"] == ["&lt;a&gt;<br>unlabeled"]
 
@@ -129,11 +166,15 @@ def test_kl_figure_runs_along_the_reasoning_coloured_by_step():
         step(1, "b"),
         step(2, "c", token_kl=[0.3]),
     ]
-    (line,) = render.kl_figure(steps)["data"]
+    (line,) = figures.kl_figure(steps)["data"]
     assert (line["x"], line["y"]) == ([0, 1, 2], [0.1, 0.2, 0.3])
-    assert line["marker"]["color"] == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
+    assert line["marker"]["color"] == [
+        figures.STEP_COLOURS[0],
+        figures.STEP_COLOURS[0],
+        figures.STEP_COLOURS[2],
+    ]
     assert line["hovertext"] == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
-    assert render.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
+    assert figures.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
 
 
 def test_calibration_figure_plots_reject_rate_per_decile():
@@ -160,15 +201,51 @@ def test_calibration_figure_plots_reject_rate_per_decile():
             ],
         }
     }
-    fig = render.calibration_figure(stats)
-    assert fig["data"][0]["y"] == [0.0, 0.5]
-    assert fig["layout"]["title"]["text"] == "Reject rate by score decile (AUROC 0.75)"
-    assert render.calibration_figure({})["data"] == []
+    fig = figures.calibration_figure(stats)
+    (bar,) = fig["data"]
+    assert (bar["x"], bar["y"], bar["text"]) == ([1, 2], [0.0, 0.5], ["0/2", "1/2"])
+    assert fig["layout"]["title"]["text"] == (
+        "Reject rate by score decile (1 = lowest scores) \u00b7 AUROC 0.75 over 4 steps (1 rejected)"
+    )
+    # the axis runs 1..10 like the title says, whatever the number of bins with steps
+    assert fig["layout"]["xaxis"]["tickvals"] == list(range(1, 11))
+    assert fig["layout"]["xaxis"]["range"] == [0.5, 10.5]
+    assert figures.calibration_figure({})["data"] == []
+    assert render.calibration_line(stats) == (
+        "Score vs verdict over **4** scored steps with a majority verdict: **1** rejected (25%); "
+        "AUROC **0.75** (few steps: read it loosely)."
+    )
 
 
 def test_figures_are_valid_plotly():
     import plotly.graph_objects as go
 
     steps = [step(0, "a", score=0.1, scores={"noise": 0.1, "mute": 0.2}, token_kl=[0.1], kl_tokens=["a"])]
-    for fig in (render.scores_figure(steps), render.kl_figure(steps), render.calibration_figure({})):
+    for fig in (figures.scores_figure(steps), figures.kl_figure(steps), figures.calibration_figure({})):
         go.Figure(fig)  # raises on any field plotly does not know
+
+
+def test_trace_card_shows_the_traces_own_question_options_and_reference():
+    trace = make_trace("t", ["a"])
+    trace["question"] = XSS
+    card = render.trace_card(trace)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in card and "<img" not in card
+    assert "<li><b>A.</b> the ball</li><li><b>B.</b> the square</li>" in card
+    assert "reference <b>A</b>" in card and 'badge right">right (reference A)' in card
+    assert render.trace_card(None) == '<div class="trace-card empty">No trace open.</div>'
+
+
+def test_alternatives_are_listed_once_and_chosen_by_number():
+    alts = [{"id": 7, "text": "A long alternative text.", "source": "model"}]
+    assert render.alternative_choices(alts) == [("#7 (model)", 7)]
+    assert render.alternatives_html(alts).count("A long alternative text.") == 1
+
+
+def test_status_has_a_progress_bar_and_escapes_its_text():
+    assert render.status_html("<b>x</b>", 0.42) == (
+        '<div class="status"><div class="progress" title="42%"><span style="width:42%"></span></div>'
+        '<span class="status-text">&lt;b&gt;x&lt;/b&gt;</span></div>'
+    )
+    assert render.status_html("Failed: no", None, failed=True) == (
+        '<div class="status failed"><span class="status-text">Failed: no</span></div>'
+    )
