@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = parse_config(argv)
         from ui.layout import build_app, launch_kwargs
-        from ui.services import Studio, freeze_long_lived_objects
+        from ui.models import freeze_long_lived_objects
+        from ui.services import Studio
         from ui.storage import announce_storage
 
         announce_storage(config)
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     if studio.models is not None and config.preload:
         studio.models.start_background()
     demo = build_app(config, studio)
-    freeze_long_lived_objects()  # again once the model is loaded (ui.services.ModelHolder)
+    freeze_long_lived_objects()  # again once the model is loaded (ui.models.ModelHolder)
     demo.launch(**launch_kwargs(config, studio))
     return 0
 

@@ -30,17 +30,10 @@ class ConfigError(UserError):
 
 
 @dataclass(frozen=True)
-class AppConfig:
-    # --- model (the same flags and variables as ``python -m inference run``) -----------------
-    checkpoint: str | None = None  # None: released model on CUDA, tiny demo model elsewhere
-    revision: str | None = None
-    quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
-    device: str = "auto"
-    compute_dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, float16 below (T4), float32 on CPU
-    adapter: str | None = None
-    vision_source: str | None = None  # component config folders (inference.options.MODEL_FLAGS)
-    whisper_source: str | None = None
-    qformer_source: str | None = None
+class AppConfig(ModelOptions):
+    """The app's settings: the model options every command shares (inherited from
+    ``inference.options.ModelOptions``, so a model flag is added in one place), then its own."""
+
     label_only: bool = False  # serve stored traces for labeling, load no model at all
     preload: bool = True  # load the model in a background thread at startup, not on first click
     # CPU threads for the model when it runs on the CPU: -1 = all cores but one (the page keeps a

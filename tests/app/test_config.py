@@ -107,7 +107,7 @@ def test_app_exits_2_with_one_line_on_bad_configuration(tmp_path, capsys):
 def test_cpu_threads_leave_a_core_for_the_page(monkeypatch):
     import torch
 
-    from ui.services import set_cpu_threads
+    from ui.models import set_cpu_threads
 
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
@@ -122,7 +122,7 @@ def test_cpu_threads_leave_a_core_for_the_page(monkeypatch):
 def test_a_loaded_model_is_kept_out_of_the_garbage_collectors_walks():
     import gc
 
-    from ui.services import ModelHolder
+    from ui.models import ModelHolder
 
     class Loaded:
         def describe(self):

@@ -17,7 +17,7 @@ class Loaded:
 
 
 def holder_with(loader):
-    from ui.services import ModelHolder
+    from ui.models import ModelHolder
 
     holder = ModelHolder(AppConfig(), loader=lambda: loader(holder))
     return holder
@@ -28,7 +28,7 @@ def load_in_background(holder):
 
 
 def test_status_follows_a_build_then_the_load_then_ready():
-    from ui.services import ModelStatus
+    from ui.models import ModelStatus
 
     at_build, release = threading.Event(), threading.Event()
     seen = {}
@@ -104,7 +104,7 @@ def test_a_failed_load_says_why_and_is_not_busy():
     ],
 )
 def test_seconds_left_extrapolate_the_build(elapsed, fraction, at_least, at_most):
-    from ui.services import tiny_build_seconds_left
+    from ui.models import tiny_build_seconds_left
 
     assert at_least <= tiny_build_seconds_left(elapsed, fraction) <= at_most
 
@@ -157,7 +157,8 @@ def test_the_page_shows_the_build_and_analyze_waits_for_the_model(tmp_path):
 
     from tests.app.conftest import ARGS, CHROMIUM, base_config
     from ui.layout import build_app, launch_kwargs
-    from ui.services import ModelHolder, Studio
+    from ui.models import ModelHolder
+    from ui.services import Studio
 
     release = threading.Event()
 

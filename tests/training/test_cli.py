@@ -164,7 +164,7 @@ def test_the_app_serves_base_plus_adapter(trained, tiny_checkpoint, tmp_path):
     from peft import PeftModel
 
     from ui.config import parse_config
-    from ui.services import ModelHolder
+    from ui.models import ModelHolder
 
     out, _ = trained
     config = parse_config(
