@@ -81,6 +81,13 @@ def _verdicts(labels: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(parts)
 
 
+def proposed_error_type(labels: Sequence[Mapping[str, Any]]) -> str:
+    """The error type the reviewer starts from: the commonest among the rejecting labels (the
+    first named on a tie), "" when none names one."""
+    named = [x["error_type"] for x in labels if x["verdict"] == "reject" and x["error_type"]]
+    return max(named, key=named.count) if named else ""
+
+
 def review_state(review: Mapping[str, Any] | None) -> str:
     if review is None:
         return "open"

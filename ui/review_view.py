@@ -180,7 +180,11 @@ class ReviewHandlers:
         keys = [rs.ItemKey.of(i) for i in items]
         place = f"Item {keys.index(key) + 1} of {len(keys)}" if key in keys else "Not on the queue"
         review = item["review"] or {}
-        error = review.get("error_type") or item["resolution"]["error_type"] or NO_ERROR_TYPE
+        error = (
+            review.get("error_type")
+            or item["resolution"]["error_type"]
+            or rs.proposed_error_type(item["labels"])
+        )
         return {
             **out,
             p.rv_item: rs.item_html(item, trace, place),
