@@ -206,3 +206,10 @@ def test_a_bar_lists_its_steps(history_site):
     assert {r[5] for r in rows} <= {"50-75%", "75-100%"}
     with pytest.raises(AppError, match="pick a bar of a chart"):
         history_site.client().predict("nonsense|x", api_name="/bar_steps")
+
+
+def test_annotator_quality_rows_follow_the_role(site):
+    everyone = {row[0] for row in as_user(site, "rita").predict("", api_name="/analysis")[6]["data"]}
+    assert everyone >= {"alice", "bob", "rita"}
+    # an annotator sees their own figures only
+    assert [row[0] for row in as_user(site, "bob").predict("", api_name="/analysis")[6]["data"]] == ["bob"]
