@@ -18,6 +18,7 @@ from annotation_db.roles import can, effective_role
 from ui.render import ERROR_TYPE_NAMES, VERDICT_COLOURS, esc
 
 QUEUE_HEADERS = ["Trace", "Step", "Item", "Why", "Annotators' verdicts", "Review"]
+CARD = "border:1px solid #ccc;border-radius:6px;padding:6px 10px;min-width:200px;max-width:420px"
 REASON_NAMES = {
     "verdict": "verdicts differ",
     "error_type": "error types differ",
@@ -152,13 +153,13 @@ def _label_cells(labels: Sequence[Mapping[str, Any]]) -> str:
     for x in labels:
         colour = VERDICT_COLOURS.get(x["verdict"], "#666")
         kind = ERROR_TYPE_NAMES.get(x["error_type"], x["error_type"]) if x["error_type"] else "\u2014"
-        spent = "" if x.get("time_spent_s") is None else f"{x['time_spent_s']:.0f} s"
+        spent = f"{x['time_spent_s']:.0f} s on it" if x.get("time_spent_s") else ""
         cells.append(
-            f'<div class="review-label" data-annotator="{esc(x["annotator"])}">'
+            f'<div class="review-label" data-annotator="{esc(x["annotator"])}" style="{CARD}">'
             f"<b>{esc(x['annotator'])}</b>"
             f'<div class="verdict" style="color:{colour}">{esc(x["verdict"])}</div>'
             f'<div class="error-type">{esc(kind)}</div>'
-            f'<div class="comment">{esc(x["comment"]) or "<i>no comment</i>"}</div>'
+            f'<div class="review-comment">{esc(x["comment"]) or "<i>no comment</i>"}</div>'
             f'<div class="when">{esc(spent)}</div></div>'
         )
     return (

@@ -5,7 +5,6 @@ undoes; an annotator is refused; the dashboard's charts and bar lists count a se
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from gradio_client.exceptions import AppError
