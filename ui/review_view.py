@@ -420,7 +420,8 @@ class ReviewHandlers:
         if chart not in figures.CHARTS:
             raise AppError(f"pick a bar of a chart (one of {', '.join(figures.CHARTS)}), not {key!r}")
         rows = figures.bar_rows(self.store.analysis_steps(), key)
-        caption = f"**{len(rows)} steps** of the bar {render.esc(key.replace('|', ': '))}"
+        noun = "step" if len(rows) == 1 else "steps"
+        caption = f"**{len(rows)} {noun}** of the bar {render.esc(key.replace('|', ': '))}"
         return {self.page.bar_table: rows, self.page.bar_caption: caption}
 
     @shown_errors

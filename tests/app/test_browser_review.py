@@ -105,7 +105,7 @@ def test_review_by_keyboard_then_a_bar_opens_its_step(browser, site, tmp_path):
     box = bar.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_selector("#bar-caption:has-text('1 steps')")
+    page.wait_for_selector("#bar-caption:has-text('1 step of the bar error_type: audio_misperception')")
     screenshot(page, tmp_path, "dashboard-bar.png")
     page.locator("#bar-steps span.text").get_by_text("rv-decide", exact=True).click()
     page.wait_for_selector("#step-info:has-text('Step 2')")
