@@ -237,3 +237,21 @@ def conflict_badge(conflicts: Sequence[Mapping[str, Any]], step_index: int) -> s
         f'rollouts only set its strength (soft label {c["soft_label"]:.2f})">'
         f"\u26a0 rollouts disagree: people chose {esc(chosen)} (rollouts {p_chosen:.2f} vs {p_rejected:.2f})</span>"
     )
+
+
+def trace_flags_html(conflicts: Sequence[Mapping[str, Any]], notes: Sequence[Mapping[str, Any]]) -> str:
+    """One line per flagged step of a trace: its rollout conflict (``conflict_badge``) and the
+    reviewer's note when it was sent back, in step order."""
+    lines = []
+    for k in sorted({c["step_index"] for c in conflicts} | {n["step_index"] for n in notes}):
+        parts = [conflict_badge(conflicts, k)]
+        for n in notes:
+            if n["step_index"] == k:
+                which = "" if n["alternative_id"] is None else f" (alternative {n['alternative_id']})"
+                parts.append(
+                    f'<span class="badge sent-back">\u21a9 sent back{esc(which)} by {esc(n["reviewer"])}: '
+                    f"{esc(n['note'])}</span>"
+                )
+        body = " ".join(x for x in parts if x)
+        lines.append(f'<div class="conflict-step" data-step="{k}"><b>Step {k + 1}:</b> {body}</div>')
+    return "".join(lines)

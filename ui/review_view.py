@@ -21,7 +21,7 @@ from typing import Any
 
 import gradio as gr
 
-from annotation_db import ERROR_TYPES, NothingToUndoError
+from annotation_db import ERROR_TYPES, NothingToUndoError, UnknownTraceError
 from annotation_db.roles import can
 from ui import analysis_figures as figures
 from ui import render
@@ -129,7 +129,7 @@ def analysis_section(p: Any) -> None:
 
 
 def conflict_slot(p: Any) -> None:
-    """The label view's rollout-conflict badges (call inside the label view)."""
+    """The label view's flags of the trace: rollout conflicts, notes of items sent back."""
     p.conflicts = gr.HTML("", elem_id="rollout-conflicts")
 
 
@@ -439,20 +439,19 @@ class ReviewHandlers:
             self.page.status: f'<div class="status">Opened step {k + 1} of {render.esc(row[0])}</div>',
         }
 
-    def conflicts(self, trace_id: str):
-        """The rollout-conflict badges of the trace in the label view."""
+    @shown_errors
+    def trace_flags(self, trace_id: str):
+        """The label view's flags of the trace: steps whose rollouts contradict the human
+        decision, and the reviewers' notes on its items sent back."""
         trace_id = (trace_id or "").strip()
         if not trace_id:
             return ""
         try:
-            found = self.store.rollout_conflicts(trace_id)
-        except Exception:  # a badge never breaks the page; the store logs its own faults
+            conflicts = self.store.rollout_conflicts(trace_id)
+            notes = self.store.sent_back_notes(trace_id)
+        except UnknownTraceError:  # a trace id typed but not stored: the open itself says so
             return ""
-        badges = [
-            f'<div class="conflict-step" data-step="{k}"><b>Step {k + 1}:</b> {rs.conflict_badge(found, k)}</div>'
-            for k in sorted({c["step_index"] for c in found})
-        ]
-        return "".join(badges)
+        return rs.trace_flags_html(conflicts, notes)
 
 
 def _as_state(key: rs.ItemKey) -> dict:
@@ -529,7 +528,7 @@ def wire(demo: gr.Blocks, p: Any, h: Any, config: Any, trace_outputs: list) -> R
     p.bar_table.select(
         r.open_step, [p.annotator, p.blind, p.order, p.desk], trace_outputs, api_visibility="private", **limit
     )
-    p.trace_id.change(r.conflicts, [p.trace_id], [p.conflicts], api_visibility="private", **limit)
+    p.trace_id.change(r.trace_flags, [p.trace_id], [p.conflicts], api_visibility="private", **limit)
     return r
 
 

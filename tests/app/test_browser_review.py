@@ -36,6 +36,8 @@ def site(tmp_path_factory):
         store.set_expected_correctness("rv-conflict", 1, 0.8, alternative_id=alt["id"])
         store.set_label("alice", "rv-conflict", 1, "accept")
         store.set_label("alice", "rv-conflict", 1, "reject", alternative_id=alt["id"], error_type="other")
+        store.set_label("alice", "rv-conflict", 0, "accept")
+        store.send_back("rita", "rv-conflict", 0, "does it <roll>?")
     running = serve(base_config(tmp, label_only=True, auth_pairs=tuple(USERS.items())))
     yield running
     stop(running)
@@ -113,11 +115,14 @@ def test_review_by_keyboard_then_a_bar_opens_its_step(browser, site, tmp_path):
     context.close()
 
 
-def test_the_label_view_flags_a_rollout_conflict(browser, site):
+def test_the_label_view_flags_rollout_conflicts_and_notes_sent_back(browser, site):
     context, page = signed_in(browser, site, "alice")
     assert page.locator("button[role=tab]:has-text('Review')").count() == 0  # annotators: no Review tab
     page.click("button[role=tab]:has-text('Queue')")
     page.fill("#open-id textarea, #open-id input", "rv-conflict")
     page.click("#btn-open")
     page.wait_for_selector("#rollout-conflicts .conflict-step[data-step='1']:has-text('rollouts disagree')")
+    # and the reviewer's note on the step sent back, as text
+    note = page.locator("#rollout-conflicts .conflict-step[data-step='0']")
+    assert note.inner_text() == "Step 1: \u21a9 sent back by rita: does it <roll>?"
     context.close()

@@ -111,3 +111,21 @@ def test_every_bar_lists_the_steps_it_counts(store):
     assert rows[0][:4] == [rows[0][0], rows[0][1], "reject", "audio misperception"] and rows[0][7] >= 1.0
     with pytest.raises(ValueError, match="unknown chart"):
         figures.bar_steps(steps, "pie|x")
+
+
+def test_trace_flags_list_conflicts_and_notes_in_step_order():
+    conflict = {
+        "step_index": 2,
+        "chosen": {"alternative_id": 7, "expected_correctness": 0.2},
+        "rejected": {"alternative_id": None, "expected_correctness": 0.5},
+        "soft_label": 0.5,
+    }
+    notes = [
+        {"step_index": 2, "alternative_id": None, "note": "a & b", "reviewer": "rita"},
+        {"step_index": 0, "alternative_id": 3, "note": "why?", "reviewer": "ada"},
+    ]
+    html = rs.trace_flags_html([conflict], notes)
+    assert html.index('data-step="0"') < html.index('data-step="2"')
+    assert "sent back (alternative 3) by ada: why?" in html
+    assert "people chose alternative 7 (rollouts 0.20 vs 0.50)" in html and "rita: a &amp; b" in html
+    assert rs.trace_flags_html([], []) == ""
