@@ -53,54 +53,59 @@ def help_markdown() -> str:
 
 
 def review_tab(p: Any, config: Any) -> None:
-    """The Review tab (call inside the page's ``gr.Tabs``); hidden until a reviewer signs in."""
-    with gr.Tab("Review", id="review", visible=False) as p.review_tab, gr.Column(elem_id=REVIEW_PANEL_ID):
-        with gr.Row():
+    """The Review tab (call inside the page's ``gr.Tabs``); hidden until a reviewer signs in.
+    The item and its keys on the left, above the fold; the queue on the right."""
+    with gr.Tab("Review", id="review", visible=False) as p.review_tab, gr.Row(elem_id=REVIEW_PANEL_ID):
+        with gr.Column(scale=3, min_width=420):
+            _review_item(p)
+        with gr.Column(scale=2, min_width=320):
+            p.rv_refresh = gr.Button("Refresh the review queue", elem_id="btn-review-queue")
             p.rv_include = gr.Checkbox(value=False, label="Also list items already reviewed")
             p.rv_sample = gr.Slider(
-                0.0, 1.0, value=0.0, step=0.05, label="Also sample this share of the agreed items"
+                0.0, 1.0, value=0.0, step=0.05, label="Also sample this share of agreed items"
             )
-            p.rv_refresh = gr.Button("Refresh the review queue", elem_id="btn-review-queue")
-        p.rv_table = gr.Dataframe(
-            headers=rs.QUEUE_HEADERS,
-            interactive=False,
-            wrap=True,
-            elem_id="review-table",
-            label="Review queue (click a row to review it)",
-        )
-        with gr.Row():
-            p.rv_trace = gr.Textbox(label="Trace", interactive=False, elem_id="review-trace", max_lines=1)
-            p.rv_step = gr.Number(
-                value=0, precision=0, label="Step (from 0)", interactive=False, visible=False
+            p.rv_table = gr.Dataframe(
+                headers=rs.QUEUE_HEADERS,
+                interactive=False,
+                wrap=True,
+                max_height=520,
+                elem_id="review-table",
+                label="Review queue (click a row to review it)",
             )
-            p.rv_alt = gr.Textbox(value="", visible=False)  # "" = the original step, else an alternative id
-        p.rv_item = gr.HTML('<p class="review-none">Refresh the queue to start.</p>', elem_id="review-item")
-        with gr.Row():
-            p.rv_prev = gr.Button("\u2190 Previous (k)", elem_id="btn-review-prev", size="sm")
-            p.rv_next = gr.Button("Next (j) \u2192", elem_id="btn-review-next", size="sm")
-        with gr.Row():
-            p.rv_accept = gr.Button("Accept (a)", elem_id="btn-review-accept", variant="primary")
-            p.rv_reject = gr.Button("Reject (r)", elem_id="btn-review-reject", variant="stop")
-            p.rv_send_back = gr.Button("Send back (b)", elem_id="btn-review-send-back")
-            p.rv_undo = gr.Button("Undo (z)", elem_id="btn-review-undo")
-        p.rv_error = gr.Radio(
-            [("none (0)", NO_ERROR_TYPE)]
-            + [(f"{render.ERROR_TYPE_NAMES[e]} ({k})", e) for k, e in enumerate(ERROR_TYPES, start=1)],
-            value=NO_ERROR_TYPE,
-            label="Final error type (with reject)",
-            elem_id=REVIEW_ERROR_ID,
-        )
-        p.rv_note = gr.Textbox(
-            label="Note (kept with the decision; a send-back needs one)",
-            lines=1,
-            max_lines=4,
-            elem_id="review-note",
-        )
-        p.rv_verdict = gr.Radio(["accept", "reject"], value="accept", visible=False)
-        p.rv_decide = gr.Button("Decide", visible=False)  # the API's /adjudicate
-        p.rv_status = gr.Markdown(elem_id="review-status")
-        gr.Markdown(help_markdown(), elem_id="review-help")
         p.rv_last = gr.State(None)  # the item this page last changed (undo takes it back)
+
+
+def _review_item(p: Any) -> None:
+    with gr.Row():
+        p.rv_trace = gr.Textbox(label="Trace", interactive=False, elem_id="review-trace", visible=False)
+        p.rv_step = gr.Number(value=0, precision=0, interactive=False, visible=False)  # from 0
+        p.rv_alt = gr.Textbox(value="", visible=False)  # "" = the original step, else an alternative id
+    p.rv_item = gr.HTML('<p class="review-none">Refresh the queue to start.</p>', elem_id="review-item")
+    p.rv_status = gr.Markdown(elem_id="review-status")
+    with gr.Row():
+        p.rv_accept = gr.Button("Accept (a)", elem_id="btn-review-accept", variant="primary")
+        p.rv_reject = gr.Button("Reject (r)", elem_id="btn-review-reject", variant="stop")
+        p.rv_send_back = gr.Button("Send back (b)", elem_id="btn-review-send-back")
+        p.rv_undo = gr.Button("Undo (z)", elem_id="btn-review-undo")
+    p.rv_error = gr.Radio(
+        [("none (0)", NO_ERROR_TYPE)]
+        + [(f"{render.ERROR_TYPE_NAMES[e]} ({k})", e) for k, e in enumerate(ERROR_TYPES, start=1)],
+        value=NO_ERROR_TYPE,
+        label="Final error type (with reject)",
+        elem_id=REVIEW_ERROR_ID,
+    )
+    p.rv_note = gr.Textbox(
+        label="Note (kept with the decision; a send-back needs one)",
+        lines=1,
+        max_lines=4,
+        elem_id="review-note",
+    )
+    with gr.Row():
+        p.rv_prev = gr.Button("\u2190 Previous (k)", elem_id="btn-review-prev", size="sm")
+        p.rv_next = gr.Button("Next (j) \u2192", elem_id="btn-review-next", size="sm")
+    p.rv_verdict = gr.Radio(["accept", "reject"], value="accept", visible=False)
+    p.rv_decide = gr.Button("Decide", visible=False)  # the API's /adjudicate
+    gr.Markdown(help_markdown(), elem_id="review-help")
 
 
 def analysis_section(p: Any) -> None:
@@ -179,6 +184,7 @@ class ReviewHandlers:
         trace = self.store.get_trace(key.trace_id).to_dict()
         keys = [rs.ItemKey.of(i) for i in items]
         place = f"Item {keys.index(key) + 1} of {len(keys)}" if key in keys else "Not on the queue"
+        place += f" \u00b7 trace {key.trace_id} \u00b7 step {key.step_index + 1}"
         review = item["review"] or {}
         error = (
             review.get("error_type")

@@ -54,7 +54,7 @@ def browser():
 
 
 def signed_in(browser, site, name):
-    context = browser.new_context(viewport={"width": 1400, "height": 1600})
+    context = browser.new_context(viewport={"width": 1280, "height": 720})
     response = context.request.post(site.url + "login", form={"username": name, "password": USERS[name]})
     assert response.status == 200
     page = context.new_page()
@@ -104,6 +104,7 @@ def test_review_by_keyboard_then_a_bar_opens_its_step(browser, site, tmp_path):
     bar = page.locator("#chart-error-type g.point path:visible")  # one bar above 0: audio, 1 step
     bar.wait_for()
     assert bar.count() == 1
+    bar.scroll_into_view_if_needed()
     box = bar.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
