@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
         config = parse_config(argv)
         from ui.layout import build_app, launch_kwargs
         from ui.services import Studio, freeze_long_lived_objects
+        from ui.storage import announce_storage
 
+        announce_storage(config)
         studio = Studio(config)
     except (UserError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)

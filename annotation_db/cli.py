@@ -47,7 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output file ending in .jsonl or .parquet")
     p.add_argument("--annotator", action="append", help="count only this annotator's labels (repeatable)")
     p.add_argument(
-        "--min-agreement", type=float, default=0.0, help="drop verdicts with lower agreement (0..1)"
+        "--min-agreement",
+        type=float,
+        default=0.0,
+        help="drop aggregated verdicts with a lower share of votes (0..1; never a reviewer's decision)",
+    )
+    p.add_argument(
+        "--min-annotators",
+        type=_count,
+        default=0,
+        help="drop aggregated verdicts with fewer accept/reject voters (never a reviewer's decision)",
+    )
+    p.add_argument("--adjudicated-only", action="store_true", help="only verdicts a reviewer decided")
+    p.add_argument(
+        "--resolution",
+        type=_method,
+        choices=METHODS,
+        default="majority",
+        help="how annotators' labels combine where no reviewer decided (dawid-skene also spelled dawid_skene)",
     )
     p.add_argument("--since", help="only records labeled at or after this ISO date/time (UTC)")
     p.add_argument("--mu", type=float, default=DEFAULT_MU, help="soft-label temperature (pdpo)")
@@ -95,6 +112,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a count >= 0")
+    return value
+
+
+def _method(text: str) -> str:
+    return text.replace("-", "_")
+
+
 def _min_labels(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -137,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
                 args.out,
                 annotators=args.annotator,
                 min_agreement=args.min_agreement,
+                min_annotators=args.min_annotators,
+                adjudicated_only=args.adjudicated_only,
+                resolution=args.resolution,
                 since=args.since,
                 mu=args.mu,
                 video_root=args.video_root,

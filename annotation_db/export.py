@@ -7,23 +7,41 @@ JSONL or Parquet (chosen by the output suffix), atomically (temp file + rename).
 
 Rules (the README repeats them):
 
-- **Items** are original steps and alternatives. An annotator's ``unsure`` counts for nothing.
-  Several annotators combine by **majority**: the item's verdict is accept or reject, whichever
-  has more votes; a tie gives no verdict. **Agreement** = votes for the majority / votes
-  (accept + reject). ``min_agreement`` drops verdicts whose agreement is lower (the item then
-  has no verdict); ``annotators`` counts only those annotators' labels and preferences.
-- **Preferences** (``record_preference``) combine the same way: alternative or original,
-  whichever more annotators chose; a tie gives no preference.
+- **Items** are original steps and alternatives. Each item's verdict is its **resolved verdict**
+  (``annotation_db.resolution.resolve_items``, in the same read transaction): a reviewer's
+  decision if there is one (final); none while a reviewer has sent the item back; otherwise the
+  annotators' labels combined by ``ExportOptions.resolution`` (``majority``, the default:
+  accept or reject, whichever has more votes, a tie gives no verdict, an ``unsure`` counts for
+  nothing; or ``dawid_skene``). **Agreement** = votes for the verdict / votes (accept +
+  reject); a reviewer's decision counts as agreement 1.0 (it is final).
+- **Filters** (``resolution.passes``): ``min_agreement`` and ``min_annotators`` (accept/reject
+  voters) drop aggregated verdicts below them and never a reviewer's decision;
+  ``adjudicated_only`` keeps only reviewers' decisions. A dropped verdict leaves the item
+  without one. ``annotators`` counts only those annotators' labels and preferences (reviewers'
+  decisions still count).
+- **Preferences** (``record_preference``) combine by majority: alternative or original,
+  whichever more annotators chose; a tie gives no preference. ``min_agreement`` and
+  ``min_annotators`` apply to them too; ``adjudicated_only`` drops them (no reviewer decides a
+  preference).
 - **Step pairs** at step k of a trace (shared prefix: the trace's steps 0..k-1). Candidates are
   the original step k and the alternatives at k. (a) Each decided preference gives the chosen
   candidate over the other. (b) Every candidate with verdict accept is preferred over every
   candidate with verdict reject. The same (chosen, rejected) from both sources is one pair
   whose ``provenance`` lists both; its agreement is the lowest of those involved. Opposite
   pairs from different sources are both kept (filter them with ``min_agreement``).
-- **soft_label** = sigma((p(chosen) - p(rejected)) / mu) where both candidates carry rollout
-  ``expected_correctness`` p (the paper's soft a_k), else 1.0 (hard). ``mu`` defaults to 0.2,
-  as ``inference.reasoning.alternatives.DEFAULT_MU`` (the paper gives no value): with N = 6 rollouts p
-  moves in steps of 1/6; one rollout of difference gives 0.70, all six 0.99.
+- **How a record's label was decided** (every format): ``label_source`` (``reviewer`` when
+  every verdict behind the record is a reviewer's decision, the rule's method when none is,
+  ``mixed`` otherwise; preferences count as ``majority``), ``adjudicated`` (every verdict
+  behind it a reviewer's), ``n_annotators`` (the accept/reject voters behind it) and
+  ``agreement`` (the lowest); ``pdpo`` also ``confidence`` (the lowest: the winning share, the
+  Dawid-Skene posterior, 1.0 for a reviewer).
+- **soft_label** (``resolution.directed_soft_label``): every pair is a human decision, so the
+  human fixes the direction and the rollouts only the strength: max(0.5, sigma((p(chosen) -
+  p(rejected)) / mu)) where both candidates carry rollout ``expected_correctness`` p (the
+  paper's soft a_k), else 1.0 (hard). Rollouts that favour the rejected candidate give 0.5 (no
+  push either way), never less, and ``rollout_conflict`` true. ``mu`` defaults to 0.2, as
+  ``inference.reasoning.alternatives.DEFAULT_MU`` (the paper gives no value): with N = 6
+  rollouts p moves in steps of 1/6; one rollout of difference gives 0.70, all six 0.99.
 - **Full-path pairs**: among traces of the same clip (content hash), question and prompt, a
   trace whose every step has verdict accept is preferred over a trace with a step whose verdict
   is reject. Agreement: the lowest over the accepted trace's steps and the rejected trace's
@@ -36,8 +54,8 @@ Rules (the README repeats them):
   first rejected one (PRM800K phase 2), stopping before a step without a verdict; labels True
   for accept, False for reject. Plus, for every alternative at step k with a verdict whose
   prefix 0..k-1 is all accepted, the prefix and the alternative.
-- **since**: a record is kept when the newest label or preference behind it was written at or
-  after ``since`` (all labels still count towards the verdicts).
+- **since**: a record is kept when the newest label, review or preference behind it was
+  written at or after ``since`` (all labels still count towards the verdicts).
 - **Rendering** (TRL and Step-DPO strings): a step is ``text + "<end_of_step>\\n"`` (official
   llava_trainer.py:1292); a complete path (full-path pairs, ``full_chosen``) joins its steps
   with ``"<end_of_step>\\n"`` and ends without one, like the released training data
@@ -51,7 +69,6 @@ Rules (the README repeats them):
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +76,7 @@ from typing import Any, NamedTuple
 
 from sqlite_utils import Database
 
+from annotation_db.errors import ExportFormatError
 from annotation_db.export_files import (  # noqa: F401  (the export API, as before)
     COLUMNS,
     FORMATS,
@@ -69,6 +87,15 @@ from annotation_db.export_files import (  # noqa: F401  (the export API, as befo
     export_write_error,
     parquet_schema,
     write,
+)
+from annotation_db.resolution import (
+    METHODS,
+    Resolution,
+    ResolutionRule,
+    directed_soft_label,
+    passes,
+    resolve_items,
+    vote_fields,
 )
 from annotation_db.tracejson import render_steps
 from studio_trace import STEP_DELIMITER, STEP_SUFFIX
@@ -81,23 +108,41 @@ class ExportOptions:
     """Which labels count and how soft labels are computed."""
 
     annotators: tuple[str, ...] | None = None  # None: everyone's labels
-    min_agreement: float = 0.0  # 0: every majority verdict counts
+    min_agreement: float = 0.0  # 0: every aggregated verdict counts
+    min_annotators: int = 0  # accept/reject voters an aggregated verdict needs (0: any)
+    adjudicated_only: bool = False  # True: only reviewers' decisions
+    resolution: str = "majority"  # how annotators' labels combine (resolution.METHODS)
     since: str | None = None  # store timestamp text (see store.parse_since); None: all records
     mu: float = DEFAULT_MU
     # video_path is written relative to this folder for clips under it (None: as stored)
     video_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.resolution not in METHODS:
+            raise ExportFormatError(
+                f"resolution must be one of {', '.join(METHODS)}, not {self.resolution!r}"
+            )
+        if (
+            isinstance(self.min_annotators, bool)
+            or not isinstance(self.min_annotators, int)
+            or self.min_annotators < 0
+        ):
+            raise ExportFormatError(f"min_annotators is a count of 0 or more, not {self.min_annotators!r}")
 
 
 # ---------------------------------------------------------------------- data read from the store
 
 
 class Vote(NamedTuple):
-    """Combined verdict of one item (or one preference) over annotators."""
+    """Resolved verdict of one item (or combined preference) and how it was decided."""
 
     verdict: str | None  # accept | reject (preferences: alternative | original) | None = undecided
-    agreement: float  # votes for the majority / all votes
+    agreement: float  # votes for the verdict / all votes; 1.0 for a reviewer's decision
     annotators: tuple[str, ...]  # sorted names of everyone who voted (unsure excluded)
     labeled_at: str  # newest update behind the vote
+    source: str | None = None  # "reviewer" | "majority" | "dawid_skene" (None without a verdict)
+    adjudicated: bool = False  # a reviewer's decision
+    confidence: float | None = None  # winning share, Dawid-Skene posterior, or 1.0 (reviewer)
 
 
 @dataclass(slots=True)
@@ -141,31 +186,56 @@ class TraceData:
 _SEP = "\x1f"
 
 
-def _vote(
-    first: int, second: int, names: str, labeled_at: str, labels: tuple[str, str], min_agreement: float
+def _preference_vote(
+    alternative: int, original: int, names: str, labeled_at: str, options: ExportOptions
 ) -> Vote:
-    total = first + second
-    agreement = max(first, second) / total
-    verdict = None if first == second or agreement < min_agreement else labels[0 if first > second else 1]
+    """The majority preference between an alternative and the original, after the filters."""
+    agreement = max(alternative, original) / (alternative + original)
     annotators = tuple(sorted(names.split(_SEP))) if _SEP in names else (names,)
-    return Vote(verdict, agreement, annotators, labeled_at)
+    dropped = (
+        alternative == original
+        or agreement < options.min_agreement
+        or len(annotators) < options.min_annotators
+        or options.adjudicated_only  # no reviewer decides a preference
+    )
+    verdict = None if dropped else "alternative" if alternative > original else "original"
+    return Vote(verdict, agreement, annotators, labeled_at, "majority", False, agreement)
+
+
+def _item_vote(resolution: Resolution, options: ExportOptions) -> Vote:
+    """An item's resolved verdict as a Vote, None as the verdict where the filters drop it."""
+    verdict, agreement, annotators, labeled_at = vote_fields(resolution)
+    keep = passes(
+        resolution,
+        min_annotators=options.min_annotators,
+        min_agreement=options.min_agreement,
+        adjudicated=True if options.adjudicated_only else None,
+    )
+    return Vote(
+        verdict if keep else None,
+        agreement,
+        annotators,
+        labeled_at,
+        resolution.decided_by,
+        resolution.adjudicated,
+        resolution.confidence,
+    )
 
 
 def collect(db: Database, options: ExportOptions) -> list[TraceData]:
-    """Every trace that has a label or preference (in import order), with combined votes."""
+    """Every trace that has a label, a reviewer's decision or a preference (in import order),
+    with each item's resolved verdict. Run inside one read transaction."""
     who, args = "", []
     if options.annotators:
         who = f" AND annotator IN ({','.join('?' * len(options.annotators))})"
         args = list(options.annotators)
+    resolved = resolve_items(db, ResolutionRule(options.resolution), options.annotators)
+    votes = {key: _item_vote(r, options) for key, r in resolved.items()}
+    decided = "SELECT step_id, alternative_id FROM reviews WHERE status = 'decided'"
     labeled = f"""SELECT step_id FROM labels WHERE verdict != 'unsure'{who}
-                  UNION SELECT step_id FROM preferences WHERE 1{who}"""
+                  UNION SELECT step_id FROM preferences WHERE 1{who}
+                  UNION SELECT step_id FROM ({decided})"""
     trace_ids = f"SELECT DISTINCT trace_id FROM steps WHERE id IN ({labeled})"
-    label_votes = db.execute(
-        f"""SELECT step_id, alternative_id, sum(verdict = 'accept'), sum(verdict = 'reject'),
-                   group_concat(annotator, char(31)), max(updated_at)
-            FROM labels WHERE verdict != 'unsure'{who} GROUP BY step_id, alternative_id""",
-        args,
-    ).fetchall()
     pref_votes = db.execute(
         f"""SELECT alternative_id, sum(chosen = 'alternative'), sum(chosen = 'original'),
                    group_concat(annotator, char(31)), max(updated_at)
@@ -187,16 +257,12 @@ def collect(db: Database, options: ExportOptions) -> list[TraceData]:
     alternatives = db.execute(
         f"""SELECT id, step_id, text, source, expected_correctness FROM alternatives WHERE id IN (
                 SELECT alternative_id FROM labels WHERE alternative_id IS NOT NULL AND verdict != 'unsure'{who}
-                UNION SELECT alternative_id FROM preferences WHERE 1{who}) ORDER BY id""",
+                UNION SELECT alternative_id FROM preferences WHERE 1{who}
+                UNION SELECT alternative_id FROM ({decided}) WHERE alternative_id IS NOT NULL) ORDER BY id""",
         args * 2,
     ).fetchall()
 
-    labels = ("accept", "reject")
-    votes = {(r[0], r[1]): _vote(r[2], r[3], r[4], r[5], labels, options.min_agreement) for r in label_votes}
-    prefs = {
-        r[0]: _vote(r[1], r[2], r[3], r[4], ("alternative", "original"), options.min_agreement)
-        for r in pref_votes
-    }
+    prefs = {r[0]: _preference_vote(*r[1:], options) for r in pref_votes}
     by_id = {
         r[0]: TraceData(r[0], r[1], r[2], r[3], None if r[4] is None else json.loads(r[4]), r[5], r[6], r[7])
         for r in traces
@@ -219,24 +285,59 @@ def collect(db: Database, options: ExportOptions) -> list[TraceData]:
 # ---------------------------------------------------------------------- pairs (pure)
 
 
+@dataclass(slots=True)
+class Decision:
+    """How the verdicts behind one record were decided, combined over all of them."""
+
+    agreement: float = 1.0  # the lowest
+    confidence: float = 1.0  # the lowest
+    annotators: set[str] = field(default_factory=set)  # every voter
+    labeled_at: str = ""  # the newest
+    sources: set[str] = field(default_factory=set)  # Vote.source of each
+    adjudicated: bool = True  # every one a reviewer's decision
+
+    def add(self, votes: list[Vote]) -> None:
+        for vote in votes:
+            self.agreement = min(self.agreement, vote.agreement)
+            confidence = vote.agreement if vote.confidence is None else vote.confidence
+            self.confidence = min(self.confidence, confidence)
+            self.annotators.update(vote.annotators)
+            self.labeled_at = max(self.labeled_at, vote.labeled_at)
+            self.sources.add(vote.source or "majority")
+            self.adjudicated = self.adjudicated and vote.adjudicated
+
+    @property
+    def label_source(self) -> str:
+        """reviewer, majority or dawid_skene when every verdict came that way, else mixed."""
+        return next(iter(self.sources)) if len(self.sources) == 1 else "mixed"
+
+    def fields(self) -> dict[str, Any]:
+        """The how-decided columns every format carries."""
+        return {
+            "label_source": self.label_source,
+            "adjudicated": self.adjudicated,
+            "n_annotators": len(self.annotators),
+            "agreement": self.agreement,
+        }
+
+
 @dataclass
 class Pair:
     trace: TraceData
     step_index: int | None  # None: a full-path pair
     chosen: Candidate | TraceData
     rejected: Candidate | TraceData
-    provenance: set[str]
-    agreement: float
-    annotators: set[str]
-    labeled_at: str
+    provenance: set[str] = field(default_factory=set)
+    decision: Decision = field(default_factory=Decision)
+
+    @property
+    def labeled_at(self) -> str:
+        return self.decision.labeled_at
 
 
 def _merge(pair: Pair, provenance: str, votes: list[Vote]) -> None:
     pair.provenance.add(provenance)
-    pair.agreement = min([pair.agreement, *(v.agreement for v in votes)])
-    for vote in votes:
-        pair.annotators.update(vote.annotators)
-    pair.labeled_at = max([pair.labeled_at, *(v.labeled_at for v in votes)])
+    pair.decision.add(votes)
 
 
 def _add_pair(
@@ -250,7 +351,7 @@ def _add_pair(
 ) -> None:
     key = (chosen.key, rejected.key)
     if key not in found:
-        found[key] = Pair(trace, step_index, chosen, rejected, set(), 1.0, set(), "")
+        found[key] = Pair(trace, step_index, chosen, rejected)
     _merge(found[key], provenance, votes)
 
 
@@ -290,7 +391,7 @@ def full_path_pairs(traces: list[TraceData]) -> list[Pair]:
                 bad.append((t, first.original.vote))
         for g in good:
             for b, reject_vote in bad:
-                pair = Pair(g, None, g, b, set(), 1.0, set(), "")
+                pair = Pair(g, None, g, b)
                 _merge(pair, "full_path", [s.original.vote for s in g.steps] + [reject_vote])
                 pairs.append(pair)
     return pairs
@@ -300,13 +401,13 @@ def _verdict(candidate: Candidate) -> str | None:
     return None if candidate.vote is None else candidate.vote.verdict
 
 
-def soft_label(chosen: Candidate | TraceData, rejected: Candidate | TraceData, mu: float) -> float:
-    """sigma((p(chosen) - p(rejected)) / mu) where both have rollout correctness, else 1.0."""
-    p = getattr(chosen, "expected_correctness", None)
-    q = getattr(rejected, "expected_correctness", None)
-    if p is None or q is None:
-        return 1.0
-    return 1.0 / (1.0 + math.exp(-(p - q) / mu))
+def pair_soft_label(pair: Pair, mu: float) -> tuple[float, bool]:
+    """(soft_label, rollout_conflict) of a pair (``resolution.directed_soft_label``); a
+    full-path pair has no rollouts over whole paths: 1.0."""
+    if pair.step_index is None:
+        return 1.0, False
+    soft = directed_soft_label(pair.chosen.expected_correctness, pair.rejected.expected_correctness, mu)
+    return soft.value, soft.conflict
 
 
 def render_path(texts: list[str]) -> str:
@@ -354,6 +455,8 @@ def pdpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[s
     for pair in _keep(pairs, options):
         trace, chosen, rejected = pair.trace, pair.chosen, pair.rejected
         step = pair.step_index is not None
+        soft, conflict = pair_soft_label(pair, options.mu)
+        decision = pair.decision
         records.append(
             {
                 "pair_type": "step" if step else "full_path",
@@ -375,12 +478,16 @@ def pdpo_records(traces: list[TraceData], options: ExportOptions) -> list[dict[s
                 "rejected_score": rejected.score if step else None,
                 "chosen_expected_correctness": chosen.expected_correctness if step else None,
                 "rejected_expected_correctness": rejected.expected_correctness if step else None,
-                "soft_label": soft_label(chosen, rejected, options.mu) if step else 1.0,
+                "soft_label": soft,
+                "rollout_conflict": conflict,
                 "provenance": sorted(pair.provenance),
-                "annotators": sorted(pair.annotators),
-                "n_annotators": len(pair.annotators),
-                "agreement": pair.agreement,
-                "labeled_at": pair.labeled_at,
+                "annotators": sorted(decision.annotators),
+                "n_annotators": len(decision.annotators),
+                "agreement": decision.agreement,
+                "confidence": decision.confidence,
+                "label_source": decision.label_source,
+                "adjudicated": decision.adjudicated,
+                "labeled_at": decision.labeled_at,
             }
         )
     return records
@@ -406,6 +513,7 @@ def trl_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dic
                 "chosen": pair.chosen.text,
                 "rejected": pair.rejected.text,
                 **_video(trace, options),
+                **pair.decision.fields(),
             }
         )
     for pair in _keep(full_path_pairs(traces), options):
@@ -415,6 +523,7 @@ def trl_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[dic
                 "chosen": render_path(_texts(pair.chosen)),
                 "rejected": render_path(_texts(pair.rejected)),
                 **_video(pair.trace, options),
+                **pair.decision.fields(),
             }
         )
     return records
@@ -457,6 +566,7 @@ def step_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[di
                 "full_rejected": full(pair.rejected),
                 "answer": trace.reference_answer,
                 **_video(trace, options),
+                **pair.decision.fields(),
             }
         )
     return records
@@ -464,44 +574,39 @@ def step_dpo_records(traces: list[TraceData], options: ExportOptions) -> list[di
 
 def trl_stepwise_records(traces: list[TraceData], options: ExportOptions) -> list[dict[str, Any]]:
     """TRL stepwise supervision: prompt, completions (step texts), labels (bools),
-    step_separator (what joins the steps in the model's text) (+ video)."""
+    step_separator (what joins the steps in the model's text) (+ video, how decided)."""
     records = []
     for trace in traces:
         completions: list[str] = []
-        labels: list[bool] = []
-        times: list[str] = []
+        votes: list[Vote] = []
         for step in trace.steps:
             verdict = _verdict(step.original)
             if verdict is None:
                 break
             completions.append(step.original.text)
-            labels.append(verdict == "accept")
-            times.append(step.original.vote.labeled_at)
+            votes.append(step.original.vote)
             if verdict == "reject":
                 break
+        labels = [v.verdict == "accept" for v in votes]
         accepted_run = labels.index(False) if False in labels else len(labels)
-        items = [(completions, labels, times)] if completions else []
+        items = [(completions, votes)] if completions else []
         for step in trace.steps[: accepted_run + 1]:
             for alt in step.alternatives:
-                if _verdict(alt) is None:
-                    continue
-                k = step.index
-                items.append(
-                    (
-                        completions[:k] + [alt.text],
-                        [True] * k + [alt.vote.verdict == "accept"],
-                        times[:k] + [alt.vote.labeled_at],
-                    )
-                )
-        for texts, flags, stamps in items:
-            if options.since is None or max(stamps) >= options.since:
+                if _verdict(alt) is not None:
+                    k = step.index
+                    items.append((completions[:k] + [alt.text], votes[:k] + [alt.vote]))
+        for texts, item_votes in items:
+            decision = Decision()
+            decision.add(item_votes)
+            if options.since is None or decision.labeled_at >= options.since:
                 records.append(
                     {
                         "prompt": trace.prompt,
                         "completions": texts,
-                        "labels": flags,
+                        "labels": [v.verdict == "accept" for v in item_votes],
                         "step_separator": STEP_SUFFIX,
                         **_video(trace, options),
+                        **decision.fields(),
                     }
                 )
     return records

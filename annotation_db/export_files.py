@@ -27,7 +27,14 @@ FORMATS = ("pdpo", "trl-dpo", "trl-stepwise", "step-dpo")
 SUFFIXES = (".jsonl", ".parquet")
 
 _VIDEO = [("video_path", "string"), ("video_sha256", "string")]
-# Column name -> type: string, int64, float64, or a list of string / bool ("list<...>").
+# How a record's label was decided (annotation_db.export, "How a record's label was decided").
+_DECIDED = [
+    ("label_source", "string"),
+    ("adjudicated", "bool"),
+    ("n_annotators", "int64"),
+    ("agreement", "float64"),
+]
+# Column name -> type: string, int64, float64, bool, or a list of string / bool ("list<...>").
 COLUMNS: dict[str, list[tuple[str, str]]] = {
     "pdpo": [
         ("pair_type", "string"),
@@ -50,19 +57,24 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("chosen_expected_correctness", "float64"),
         ("rejected_expected_correctness", "float64"),
         ("soft_label", "float64"),
+        ("rollout_conflict", "bool"),
         ("provenance", "list<string>"),
         ("annotators", "list<string>"),
         ("n_annotators", "int64"),
         ("agreement", "float64"),
+        ("confidence", "float64"),
+        ("label_source", "string"),
+        ("adjudicated", "bool"),
         ("labeled_at", "string"),
     ],
-    "trl-dpo": [("prompt", "string"), ("chosen", "string"), ("rejected", "string"), *_VIDEO],
+    "trl-dpo": [("prompt", "string"), ("chosen", "string"), ("rejected", "string"), *_VIDEO, *_DECIDED],
     "trl-stepwise": [
         ("prompt", "string"),
         ("completions", "list<string>"),
         ("labels", "list<bool>"),
         ("step_separator", "string"),
         *_VIDEO,
+        *_DECIDED,
     ],
     "step-dpo": [
         ("dataset", "string"),
@@ -74,6 +86,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("full_rejected", "string"),
         ("answer", "string"),
         *_VIDEO,
+        *_DECIDED,
     ],
 }
 

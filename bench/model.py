@@ -98,9 +98,14 @@ def bench_cpu(clip: Path, n_tokens: int) -> None:
     )
 
 
-def real_size_model():
-    """The released dimensions, random init, LLM quantized to NF4 on the GPU (no download)."""
+def real_size_model(dtype=None):
+    """The released dimensions, random init, LLM quantized to NF4 on the GPU (no download).
+    ``dtype``: compute and encoder dtype; default as the loader picks it for this card."""
     import torch
+
+    from inference.model.loading import choose_dtype
+
+    dtype = dtype or choose_dtype("auto", "cuda")
     from transformers import BitsAndBytesConfig, Qwen2Config, Qwen2ForCausalLM
     from transformers.integrations import replace_with_bnb_linear
 
@@ -124,7 +129,7 @@ def real_size_model():
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
+        bnb_4bit_compute_dtype=dtype,
     )
     with torch.device("meta"):
         llm = Qwen2ForCausalLM(config)
@@ -133,13 +138,13 @@ def real_size_model():
     for module in llm.modules():  # random weights, then quantize each Linear4bit on the GPU
         if hasattr(module, "weight") and module.weight is not None and module.weight.dtype.is_floating_point:
             torch.nn.init.normal_(module.weight, std=0.02)
-    llm = llm.to(torch.bfloat16)
+    llm = llm.to(dtype)
     model = VideoSalmonnO1(llm, SIGLIP_SO400M, WHISPER_LARGE_V3, BERT_BASE_UNCASED, 1152, 3584)
     for name, child in model.named_children():
         if name != "llm":
-            child.to(device="cuda", dtype=torch.bfloat16)
-    model.image_newline.data = model.image_newline.data.to("cuda", torch.bfloat16)
-    model.speech_query_tokens.data = model.speech_query_tokens.data.to("cuda", torch.bfloat16)
+            child.to(device="cuda", dtype=dtype)
+    model.image_newline.data = model.image_newline.data.to("cuda", dtype)
+    model.speech_query_tokens.data = model.speech_query_tokens.data.to("cuda", dtype)
     model.segment_table = model.segment_table.to("cuda")
     return model.eval()
 

@@ -76,9 +76,10 @@ def toy_records(clip_path: str, sha256: str, prompt: str, n: int) -> list[dict]:
     return records
 
 
-def random_nf4_llm(config: dict, device: str):
+def random_nf4_llm(config: dict, device: str, dtype=None):
     """A Qwen2ForCausalLM with random weights, every decoder projection a bnb NF4 Linear4bit,
-    the rest bf16; built one layer at a time so peak host memory is one layer in bf16."""
+    the rest in ``dtype`` (default bf16, also the 4-bit compute dtype); built one layer at a time
+    so peak host memory is one layer."""
     import bitsandbytes as bnb
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -88,7 +89,7 @@ def random_nf4_llm(config: dict, device: str):
     qcfg._attn_implementation = "sdpa"
     with torch.device("meta"):
         llm = Qwen2ForCausalLM(qcfg)
-    bf16 = torch.bfloat16
+    bf16 = dtype or torch.bfloat16
     llm.model.embed_tokens = torch.nn.Embedding(qcfg.vocab_size, qcfg.hidden_size, dtype=bf16, device=device)
     torch.nn.init.normal_(llm.model.embed_tokens.weight, std=0.02)
     llm.lm_head = torch.nn.Linear(qcfg.hidden_size, qcfg.vocab_size, bias=False, dtype=bf16, device=device)

@@ -23,6 +23,7 @@ from typing import Any
 from inference.model.config import RELEASED_CHECKPOINT, ComponentSources
 
 QUANTIZATIONS = ("auto", "4bit", "8bit", "none")
+COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")  # = inference.model.loading.COMPUTE_DTYPES
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,14 @@ MODEL_FLAGS: tuple[ModelFlag, ...] = (
         QUANTIZATIONS,
     ),
     ModelFlag("device", "--device", "STUDIO_DEVICE", "cuda, cpu or auto"),
+    ModelFlag(
+        "compute_dtype",
+        "--compute-dtype",
+        "STUDIO_COMPUTE_DTYPE",
+        "encoders' and 4-bit compute dtype: auto = bfloat16 on GPUs of compute capability >= 8.0, "
+        "float16 below (T4), float32 on the CPU",
+        COMPUTE_DTYPES,
+    ),
     ModelFlag("adapter", "--adapter", "STUDIO_ADAPTER", "LoRA adapter folder (a pDPO run's output)"),
     ModelFlag(
         "vision_source",
@@ -71,6 +80,7 @@ class ModelOptions:
     revision: str | None = None
     quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
     device: str = "auto"
+    compute_dtype: str = "auto"  # auto: from the device's capability (inference.model.loading.choose_dtype)
     adapter: str | None = None
     vision_source: str | None = None
     whisper_source: str | None = None
@@ -114,11 +124,11 @@ class ModelOptions:
         self,
         device: str | None = None,
         quantization: str | None = None,
-        dtype: str = "auto",
+        dtype: str | None = None,
         log: Callable[[str], None] | None = None,
     ):
         """The LoadSettings of these options; ``device`` / ``quantization`` override the
-        options' (a batch process's GPU, a training accelerator's device)."""
+        options' (a batch process's GPU, a training accelerator's device, training's dtype)."""
         from inference.model.loading import LoadSettings
 
         device = device or self.device
@@ -127,7 +137,7 @@ class ModelOptions:
             revision=self.revision,
             quantization=quantization or self.quantization,
             device=device,
-            dtype=dtype,
+            dtype=dtype or self.compute_dtype,
             adapter=self.adapter,
             sources=ComponentSources(
                 vision=self.vision_source, whisper=self.whisper_source, qformer=self.qformer_source

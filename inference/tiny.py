@@ -8,8 +8,8 @@ as the released checkpoint; the only extras are the encoder configs embedded in 
 from the hub instead, and ``"studio_tiny": true`` so the app can warn that its output is
 meaningless.
 
-Random weights never emit ``<end_of_step>``, so the LLM gets a brief seeded training (well
-under a minute on 2 CPU cores) on template reasoning in the paper's format: a few steps, each
+Random weights never emit ``<end_of_step>``, so the LLM gets a brief seeded training (about
+25 CPU seconds on one core; bench/first_run.py) on template reasoning in the paper's format: a few steps, each
 ending with ``<end_of_step>\\n``, then ``<|im_end|>``; and the second pass's "The answer is X."
 Its attention is limited to a 256-token sliding window (Qwen2's own ``use_sliding_window``):
 it trains on short audio-visual blocks and then behaves the same on a 60-frame clip, whose
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY_FORMAT_VERSION = 2  # bump when the recipe changes, so cached builds are rebuilt
+TINY_FORMAT_VERSION = 3  # bump when the recipe changes, so cached builds are rebuilt
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,10 @@ class TinyRecipe:
     vision_heads: int = 3
     whisper_width: int = 40
     qformer_hidden: int = 24
-    train_steps: int = 400  # ~0.15 s each on 2 cores; the loss reaches the templates' entropy
-    learning_rate: float = 1e-2
+    # ~0.1 CPU s each. 200 steps at 2e-2 write the steps and answer the SynthDec prompt with
+    # YES/NO on the example and shared clips; 100-150 steps did not (letters for YES/NO).
+    train_steps: int = 200
+    learning_rate: float = 2e-2
     batch_size: int = 8
     negatives: int = 4096  # random output rows pushed down per step (sampled softmax)
     seed: int = 0
@@ -241,8 +243,9 @@ def context_blocks(model, recipe: TinyRecipe, rng: random.Random) -> list:
     return blocks
 
 
-def train_llm(model, tokenizer, recipe: TinyRecipe, log=print) -> None:
-    """Teach the LLM the step format (see module docstring); padded batches, loss on targets."""
+def train_llm(model, tokenizer, recipe: TinyRecipe, log=print, progress=None) -> None:
+    """Teach the LLM the step format (see module docstring); padded batches, loss on targets.
+    ``progress(steps_done)`` is called after every update."""
     import torch
 
     torch.manual_seed(recipe.seed)
@@ -254,12 +257,18 @@ def train_llm(model, tokenizer, recipe: TinyRecipe, log=print) -> None:
     # Random input embeddings serve a template as well as trained ones; freezing the 151k-row
     # table saves most of the optimizer's work.
     llm.get_input_embeddings().weight.requires_grad_(False)
-    # Sampled softmax: the template's own tokens plus fresh random negatives each step. Pushing
-    # 151k output rows down at every step is most of the cost of a full softmax and buys nothing:
-    # the untouched rows keep their small random logits, far below the trained ones.
-    template_vocab = sorted({t for _, target in examples for t in target})
-    vocab_size = llm.lm_head.weight.shape[0]
-    optimizer = torch.optim.Adam([p for p in llm.parameters() if p.requires_grad], lr=recipe.learning_rate)
+    # Sampled softmax: the template's own tokens plus fresh random negatives each step. Only the
+    # template's few hundred output rows are trained (a small parameter written back at the end):
+    # the hidden state learns to point away from the random negatives, and the optimizer never
+    # touches the other 151k rows, which keep their small random logits, far below the trained
+    # ones. (Training the whole table doubled the cost of a step for nothing.)
+    head = llm.lm_head.weight
+    head.requires_grad_(False)
+    template_vocab = torch.tensor(sorted({t for _, target in examples for t in target}))
+    template_rows = torch.nn.Parameter(head[template_vocab].clone())
+    vocab_size = head.shape[0]
+    trained = [p for p in llm.parameters() if p.requires_grad] + [template_rows]
+    optimizer = torch.optim.Adam(trained, lr=recipe.learning_rate)
     # linear decay to zero: the last updates settle the greedy path instead of shaking it
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 1.0 - i / recipe.train_steps)
     t0 = time.perf_counter()
@@ -282,21 +291,41 @@ def train_llm(model, tokenizer, recipe: TinyRecipe, log=print) -> None:
             picked.append(hidden[i, end - len(t) - 1 : end - 1])
             labels.extend(t)
         negatives = torch.randint(0, vocab_size, (recipe.negatives,))
-        subset = torch.unique(torch.cat([torch.tensor(template_vocab), negatives]))
-        logits = torch.cat(picked) @ llm.lm_head.weight[subset].T
+        subset = torch.unique(torch.cat([template_vocab, negatives]))
+        weight = head[subset].index_put((torch.searchsorted(subset, template_vocab),), template_rows)
+        logits = torch.cat(picked) @ weight.T
         remapped = torch.searchsorted(subset, torch.tensor(labels))
         loss = torch.nn.functional.cross_entropy(logits, remapped)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
+        if progress is not None:
+            progress(step + 1)
         if step % 20 == 0 or step == recipe.train_steps - 1:
             log(f"tiny-checkpoint: step {step:4d} loss {loss.item():.3f} ({time.perf_counter() - t0:.0f} s)")
+    with torch.no_grad():
+        head[template_vocab] = template_rows
     llm.eval()
 
 
-def build_tiny_checkpoint(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe(), log=print) -> Path:
-    """Write the tiny checkpoint into ``out_dir`` (created) and return it."""
+# What each part of a build costs, in CPU seconds on one core (bench/first_run.py prints the
+# real figures), so that a build's progress moves with its work rather than with its phases.
+PREPARE_COST_S = 4.0  # the tokenizer, the random model, the synthetic clips' AV blocks
+STEP_COST_S = 0.1  # one training step
+SAVE_COST_S = 1.0  # bf16 weights and tokenizer files
+
+
+def build_cost_s(recipe: TinyRecipe) -> float:
+    """The CPU seconds a build of ``recipe`` takes on one idle core, roughly."""
+    return PREPARE_COST_S + recipe.train_steps * STEP_COST_S + SAVE_COST_S
+
+
+def build_tiny_checkpoint(
+    out_dir: str | Path, recipe: TinyRecipe = TinyRecipe(), log=print, progress=None
+) -> Path:
+    """Write the tiny checkpoint into ``out_dir`` (created) and return it. ``progress(fraction,
+    message)``, when given, hears how far the build is (0 to 1, by the costs above)."""
     import torch
     from safetensors.torch import save_file
     from transformers import Qwen2ForCausalLM
@@ -322,8 +351,17 @@ def build_tiny_checkpoint(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe()
         model.image_newline.copy_(torch.randn(config["hidden_size"]) / config["hidden_size"] ** 0.5)
         model.speech_query_tokens.normal_(0.0, 0.02)
     model.eval()
+    report = progress or (lambda fraction, message: None)
+    total = build_cost_s(recipe)
+    report(0.0, "preparing")
     tokenizer = build_qwen2_tokenizer()
-    train_llm(model, tokenizer, recipe, log=log)
+
+    def step_done(done: int) -> None:
+        fraction = (PREPARE_COST_S + done * STEP_COST_S) / total
+        report(fraction, f"training step {done} of {recipe.train_steps}")
+
+    train_llm(model, tokenizer, recipe, log=log, progress=step_done)
+    report((total - SAVE_COST_S) / total, "saving")
 
     state = {}
     for key, tensor in model.state_dict().items():
@@ -335,6 +373,7 @@ def build_tiny_checkpoint(out_dir: str | Path, recipe: TinyRecipe = TinyRecipe()
     generation = {"bos_token_id": 151643, "eos_token_id": 151645, "do_sample": False}
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     save_qwen2_tokenizer(out)
+    report(1.0, "built")
     return out
 
 
@@ -344,15 +383,21 @@ def cache_root() -> Path:
     return Path(root)
 
 
-def default_tiny_checkpoint(log=print) -> Path:
-    """The cached tiny checkpoint, built on first use. A build goes to a temporary folder and
-    is renamed into place, so a crash never leaves a half-written checkpoint behind."""
-    target = cache_root() / f"tiny-v{TINY_FORMAT_VERSION}"
+def tiny_checkpoint_path() -> Path:
+    """Where the current recipe's build is cached (it may not exist yet)."""
+    return cache_root() / f"tiny-v{TINY_FORMAT_VERSION}"
+
+
+def default_tiny_checkpoint(log=print, progress=None) -> Path:
+    """The cached tiny checkpoint, built on first use (``progress`` as in build_tiny_checkpoint).
+    A build goes to a temporary folder and is renamed into place, so a crash never leaves a
+    half-written checkpoint behind."""
+    target = tiny_checkpoint_path()
     if (target / "model.safetensors").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f"{target.name}.building-{os.getpid()}"
-    build_tiny_checkpoint(staging, log=log)
+    build_tiny_checkpoint(staging, log=log, progress=progress)
     try:
         staging.rename(target)
     except OSError:  # another process finished first: keep theirs

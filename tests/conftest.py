@@ -30,7 +30,7 @@ def official_tiny() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint() -> Path:
-    """The tiny demo checkpoint, built once (about a minute on 2 cores) into STUDIO_CACHE,
+    """The tiny demo checkpoint, built once (seconds on 2 cores) into STUDIO_CACHE,
     which defaults to the repository's .cache/studio so every test session reuses it."""
     import os
 

@@ -29,8 +29,14 @@ class PDPOConfig:
     """Everything that decides a training run (saved beside the adapter)."""
 
     beta: float = 0.1  # reward scale in r(s) = beta * log(pi/pi_ref); DPO's usual value, paper gives none
-    labels: str = "soft"  # "soft": a = the export's soft_label (1.0 where no rollouts); "hard": a = 1
+    labels: str = (
+        "soft"  # "soft": a = the export's soft_label, at least 0.5 (1.0 where no rollouts); "hard": a = 1
+    )
     pair_types: tuple[str, ...] = PAIR_TYPES  # paper: step pairs AND full-path pairs, always both
+    # Keep pairs whose rollouts favour the rejected candidate: the human decided them, and
+    # their soft label is 0.5 (no push either way) in soft mode; drop them to train on
+    # human decisions the rollouts agree with only.
+    drop_rollout_conflicts: bool = False
     learning_rate: float = 1e-5  # AdamW on the LoRA weights; common for LoRA DPO, paper gives none
     weight_decay: float = 0.0  # LoRA weights start at B = 0: decay would only pull back to the base
     warmup_ratio: float = 0.1  # linear warmup over this share of the steps, then linear decay to 0

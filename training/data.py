@@ -21,6 +21,14 @@ One record of ``annotation_db`` ``export --format pdpo`` (README.md, "The annota
   the released training data and the export's ``render_path``.
 
 ``log pi(s | ...)`` is the sum of the log-probabilities of the candidate's tokens.
+
+**Labels** (``--labels soft``): a = the record's ``soft_label``, at least 0.5. Every pdpo pair
+is a human decision (annotators' or a reviewer's), which fixes the direction; rollouts only set
+the strength (``annotation_db.resolution.directed_soft_label``). Exports written before that
+rule hold soft labels below 0.5 where the rollouts favour the rejected candidate; they are
+raised to 0.5 here, so such a pair never trains against the human. Such a pair is a **rollout
+conflict** (the record's ``rollout_conflict``; in older exports, a soft label below 0.5);
+``drop_rollout_conflicts`` leaves them out.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from inference.model.prompts import build_prompt_ids
 from inference.reasoning.scoring import MARKER, prev_text
 from studio_trace import AV_PLACEHOLDER_TEXT, IM_END, IM_START, prompt_text
 
+# The lowest soft label of a human-decided pair: no push either way (module doc, "Labels").
+HUMAN_LABEL_FLOOR = 0.5
 REQUIRED_FIELDS = ("pair_type", "video_sha256", "prompt", "prefix_steps", "chosen_steps", "rejected_steps")
 
 _PROMPT = re.compile(
@@ -76,6 +86,7 @@ class PairSet:
     records: int
     pairs: list[PairExample] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    rollout_conflicts: int = 0  # used pairs whose rollouts favour the rejected candidate
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -84,6 +95,7 @@ class PairSet:
             "records": self.records,
             "used": len(self.pairs),
             "skipped": dict(self.skipped),
+            "rollout_conflicts": self.rollout_conflicts,
             "clips": len({p.video_sha256 for p in self.pairs}),
             "by_type": {t: sum(p.pair_type == t for p in self.pairs) for t in ("step", "full_path")},
         }
@@ -157,6 +169,18 @@ def _check(record: dict[str, Any]) -> None:
     label = record.get("soft_label")
     if label is not None and not (isinstance(label, int | float) and 0.0 <= label <= 1.0):
         raise ValueError("soft_label must be a number from 0 to 1")
+    if record.get("rollout_conflict") not in (None, True, False):
+        raise ValueError("rollout_conflict must be true or false")
+
+
+def rollout_conflict(record: dict[str, Any]) -> bool:
+    """Whether the pair's rollouts favour its rejected candidate: the record's
+    ``rollout_conflict``, or (an export from before that field) a soft label below 0.5."""
+    flag = record.get("rollout_conflict")
+    if flag is not None:
+        return bool(flag)
+    soft = record.get("soft_label")
+    return soft is not None and soft < HUMAN_LABEL_FLOOR
 
 
 def candidate_text(pair_type: str, steps: Sequence[str]) -> str:
@@ -179,7 +203,7 @@ def encode_pair(
     kind = record["pair_type"]
     prefix = list(record["prefix_steps"]) if kind == "step" else []
     soft = record.get("soft_label")
-    label = float(1.0 if soft is None else soft) if labels == "soft" else 1.0
+    label = max(HUMAN_LABEL_FLOOR, float(1.0 if soft is None else soft)) if labels == "soft" else 1.0
     return PairExample(
         index=index,
         pair_type=kind,
@@ -194,10 +218,17 @@ def encode_pair(
 
 
 def load_pairs(
-    path: str | Path, tokenizer, labels: str = "soft", pair_types: Iterable[str] = ("step", "full_path")
+    path: str | Path,
+    tokenizer,
+    labels: str = "soft",
+    pair_types: Iterable[str] = ("step", "full_path"),
+    *,
+    drop_rollout_conflicts: bool = False,
 ) -> PairSet:
     """Read and tokenize a pdpo export. A malformed record is an error naming it; pairs of an
-    unwanted type or with identical candidates (no preference to learn) are counted as skipped."""
+    unwanted type, with identical candidates (no preference to learn) or, with
+    ``drop_rollout_conflicts``, whose rollouts favour the rejected candidate are counted as
+    skipped."""
     path = Path(path)
     records = read_records(path)
     wanted = set(pair_types)
@@ -209,8 +240,11 @@ def load_pairs(
         except ValueError as exc:
             raise PairsFormatError(f"{path.name} record {index + 1}: {exc}") from exc
         reason = None
+        conflict = rollout_conflict(record)
         if pair.pair_type not in wanted:
             reason = f"pair_type {pair.pair_type} not selected"
+        elif conflict and drop_rollout_conflicts:
+            reason = "rollouts favour the rejected candidate (--drop-rollout-conflicts)"
         elif not pair.chosen_ids or not pair.rejected_ids:
             reason = "a candidate has no text"
         elif pair.chosen_ids == pair.rejected_ids:
@@ -219,6 +253,7 @@ def load_pairs(
             out.skipped[reason] = out.skipped.get(reason, 0) + 1
         else:
             out.pairs.append(pair)
+            out.rollout_conflicts += conflict
     if not out.pairs:
         raise PairsFormatError(
             f"{path.name} holds no usable pair ({out.records} records, skipped {out.skipped})"

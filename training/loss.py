@@ -5,7 +5,9 @@ For a pair with a shared prefix, preferred s and dispreferred s' on the same cli
     r(s)  = beta * (log pi_theta(s | prefix, AV) - log pi_ref(s | prefix, AV))
     loss  = -[ a * log sigma(r(s) - r(s')) + (1 - a) * log sigma(r(s') - r(s)) ]
 
-``a`` is the hard label 1 or the soft label sigma((p(s) - p(s')) / mu) from rollout correctness.
+``a`` is the hard label 1 or the soft label max(0.5, sigma((p(s) - p(s')) / mu)) from rollout
+correctness: the human decided s over s', so rollouts set how hard to push, never the direction
+(``training.data``, "Labels").
 With a = 1 this is DPO's loss; with the adapter off (pi_theta = pi_ref) every pair costs log 2.
 """
 

@@ -65,6 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pair-types", default=",".join(d.pair_types), help=f"comma-separated, of {', '.join(PAIR_TYPES)}"
     )
+    parser.add_argument(
+        "--drop-rollout-conflicts",
+        action="store_true",
+        help="leave out pairs whose rollouts favour the rejected candidate (the export's rollout_conflict)",
+    )
     parser.add_argument("--lr", type=float, default=d.learning_rate)
     parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
     parser.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
@@ -93,6 +98,7 @@ def config_from_args(args: argparse.Namespace) -> PDPOConfig:
         beta=args.beta,
         labels=args.labels,
         pair_types=tuple(t.strip() for t in args.pair_types.split(",") if t.strip()),
+        drop_rollout_conflicts=args.drop_rollout_conflicts,
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
         warmup_ratio=args.warmup_ratio,
@@ -137,9 +143,8 @@ def load_for_training(model: ModelOptions, config: PDPOConfig, accelerator):
     quantization = config.quantization
     if quantization == "auto":
         quantization = "4bit" if cuda else "none"
-    settings = model.to_load_settings(
-        device=device, quantization=quantization, dtype="bfloat16" if cuda else "float32"
-    )
+    # dtype from the options: auto follows the card (bfloat16 from compute capability 8.0, float16 below)
+    settings = model.to_load_settings(device=device, quantization=quantization)
     return load_model(settings)
 
 
@@ -179,9 +184,14 @@ def run(args: argparse.Namespace) -> int:
     say(
         f"model {loaded.model_id} ({loaded.quantization}, {loaded.device}) loaded in {time.perf_counter() - t0:.1f} s"
     )
-    train_set = load_pairs(args.pairs, loaded.tokenizer, config.labels, config.pair_types)
+    drop = config.drop_rollout_conflicts
+    train_set = load_pairs(
+        args.pairs, loaded.tokenizer, config.labels, config.pair_types, drop_rollout_conflicts=drop
+    )
     eval_set = (
-        load_pairs(args.eval_pairs, loaded.tokenizer, config.labels, config.pair_types)
+        load_pairs(
+            args.eval_pairs, loaded.tokenizer, config.labels, config.pair_types, drop_rollout_conflicts=drop
+        )
         if args.eval_pairs
         else None
     )

@@ -12,10 +12,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from annotation_db.errors import AuthFileError
+from annotation_db.roles import AuthEntry
+from annotation_db.roles import read_auth_file as read_auth_file_entries
 from inference.errors import UserError
 from inference.options import ModelOptions
 
 REPO = Path(__file__).resolve().parent.parent
+# Hugging Face Spaces mount persistent storage here (when the owner enables it); everything else
+# on a Space, the app folder included, is wiped at every restart.
+SPACE_PERSISTENT_DIR = "/data"
+LABELS_LOST_WARNING = "labels will be lost at restart: enable persistent storage or set --db"
 
 
 class ConfigError(UserError):
@@ -29,6 +36,7 @@ class AppConfig:
     revision: str | None = None
     quantization: str = "auto"  # auto = 4-bit NF4 on CUDA, none on CPU
     device: str = "auto"
+    compute_dtype: str = "auto"  # auto: bfloat16 on GPUs that have it, float16 below (T4), float32 on CPU
     adapter: str | None = None
     vision_source: str | None = None  # component config folders (inference.options.MODEL_FLAGS)
     whisper_source: str | None = None
@@ -56,6 +64,11 @@ class AppConfig:
     port: int = 7860  # Gradio's usual port (what Spaces expect)
     label_concurrency: int = 32  # labeling events at once; GPU events are always one at a time
     auth_pairs: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # read from auth_file
+    # --- where labels live on a Space (``space_storage``) -------------------------------------
+    # (name, role) from the auth file's optional third field; stored at start (Store.sync_roles)
+    auth_roles: tuple[tuple[str, str], ...] = ()
+    admins: tuple[str, ...] = ()  # who may download a database backup when login is on; () = anyone signed in
+    storage_warning: str | None = None  # set on a Space whose labels would not survive a restart
 
     @property
     def model_options(self) -> ModelOptions:
@@ -71,17 +84,44 @@ class AppConfig:
         return bool(self.auth_pairs) or self.oauth
 
 
+@dataclass(frozen=True)
+class SpaceStorage:
+    """Where a Space keeps the database, and whether it survives a restart."""
+
+    db: str
+    persistent: bool
+    warning: str | None
+
+
+def on_space(environ: Mapping[str, str]) -> bool:
+    """Hugging Face sets SPACE_ID (owner/name) and SYSTEM=spaces in every Space's container."""
+    return bool(environ.get("SPACE_ID")) or environ.get("SYSTEM") == "spaces"
+
+
+def space_storage(db: str | None, environ: Mapping[str, str]) -> SpaceStorage:
+    """The database path: ``db`` when given (flag or variable), else on a Space with persistent
+    storage mounted ``/data/annotations.db`` (``STUDIO_PERSISTENT_DIR`` stands in for /data), else
+    the default in the app folder. On a Space whose database is outside mounted persistent
+    storage, a warning says the labels will be lost at restart. Kept clips follow the database
+    (``AppConfig.media_root``)."""
+    persistent_dir = Path(environ.get("STUDIO_PERSISTENT_DIR") or SPACE_PERSISTENT_DIR)
+    mounted = persistent_dir.is_dir() and os.access(persistent_dir, os.W_OK)
+    if not on_space(environ):
+        return SpaceStorage(db or AppConfig.db, persistent=True, warning=None)
+    if db is None:
+        db = str(persistent_dir / "annotations.db") if mounted else AppConfig.db
+    inside = mounted and Path(db).resolve().is_relative_to(persistent_dir.resolve())
+    return SpaceStorage(db, persistent=inside, warning=None if inside else LABELS_LOST_WARNING)
+
+
 def _flag_bool(value: str | None) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
-    env = environ.get
-    parser = argparse.ArgumentParser(
-        prog="python app.py",
-        description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
-    )
+def _model_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """The model flags every command shares, and the app's own model switches."""
     model = parser.add_argument_group("model")
+    env = environ.get
     ModelOptions.add_arguments(model, environ)  # the same flags and variables as every command
     model.add_argument(
         "--label-only",
@@ -103,11 +143,17 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="CPU threads for a model on the CPU: -1 = all cores but one (default), 0 = torch's "
         "default (env STUDIO_TORCH_THREADS)",
     )
+
+
+def _data_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Where labels and clips are kept."""
     data = parser.add_argument_group("data")
+    env = environ.get
     data.add_argument(
         "--db",
-        default=env("STUDIO_DB") or env("ANNOTATION_DB") or AppConfig.db,
-        help=f"annotation database (env STUDIO_DB or ANNOTATION_DB; default {AppConfig.db})",
+        default=env("STUDIO_DB") or env("ANNOTATION_DB"),
+        help=f"annotation database (env STUDIO_DB or ANNOTATION_DB; default {AppConfig.db}, on a Space "
+        f"with persistent storage {SPACE_PERSISTENT_DIR}/annotations.db)",
     )
     data.add_argument(
         "--db-sync",
@@ -129,11 +175,23 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         help="a folder whose clips may be played (imported traces); repeatable "
         "(env STUDIO_MEDIA_PATHS, separated by ':')",
     )
+
+
+def _user_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Login and who may download the database."""
     users = parser.add_argument_group("users")
+    env = environ.get
     users.add_argument(
         "--auth-file",
         default=env("STUDIO_AUTH_FILE"),
         help="file with one name:password per line; turns login on (env STUDIO_AUTH_FILE)",
+    )
+    users.add_argument(
+        "--admin",
+        action="append",
+        default=[a for a in (env("STUDIO_ADMINS") or "").split(",") if a.strip()],
+        help="a login allowed to download the database backup; repeatable (env STUDIO_ADMINS, "
+        "comma-separated; default: anyone signed in, when login is on)",
     )
     users.add_argument(
         "--oauth",
@@ -142,7 +200,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_flag_bool(env("STUDIO_OAUTH")) or bool(env("OAUTH_CLIENT_ID")),
         help="sign in with Hugging Face (on by itself on a Space with hf_oauth: true; env STUDIO_OAUTH=1)",
     )
+
+
+def _limit_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """What an upload may be."""
     limits = parser.add_argument_group("limits")
+    env = environ.get
     limits.add_argument(
         "--max-upload-mb",
         type=float,
@@ -155,7 +218,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=float(env("STUDIO_MAX_DURATION_S", AppConfig.max_duration_s)),
         help=f"longest clip accepted, seconds (env STUDIO_MAX_DURATION_S; default {AppConfig.max_duration_s:g})",
     )
+
+
+def _server_flags(parser: argparse.ArgumentParser, environ: Mapping[str, str]) -> None:
+    """Where the page is served."""
     server = parser.add_argument_group("server")
+    env = environ.get
     server.add_argument(
         "--host",
         default=env("STUDIO_HOST") or env("GRADIO_SERVER_NAME") or AppConfig.host,
@@ -167,27 +235,30 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=int(env("STUDIO_PORT") or env("GRADIO_SERVER_PORT") or AppConfig.port),
         help="port (env STUDIO_PORT or GRADIO_SERVER_PORT; default 7860)",
     )
+
+
+def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="video-SALMONN-o1 Studio: analyse clips step by step, label the steps, export preferences.",
+    )
+    for add_flags in (_model_flags, _data_flags, _user_flags, _limit_flags, _server_flags):
+        add_flags(parser, environ)
     return parser
 
 
-def read_auth_file(path: str) -> tuple[tuple[str, str], ...]:
-    """``name:password`` per line (blank lines and ``#`` comments skipped)."""
+def read_auth_entries(path: str) -> tuple[AuthEntry, ...]:
+    """``name:password`` or ``name:password:role`` per line (``annotation_db.roles``; blank lines
+    and ``#`` comments skipped); a bad file is a ConfigError with its one-line reason."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the auth file {path}: {exc.strerror}; check --auth-file") from exc
-    pairs = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, password = line.partition(":")
-        if not sep or not name.strip() or not password:
-            raise ConfigError(f"{path} line {number} is not name:password; fix that line")
-        pairs.append((name.strip(), password))
-    if not pairs:
-        raise ConfigError(f"{path} holds no name:password line; add one or drop --auth-file")
-    return tuple(pairs)
+        return read_auth_file_entries(path)
+    except AuthFileError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def read_auth_file(path: str) -> tuple[tuple[str, str], ...]:
+    """The (name, password) pairs of the auth file: what Gradio's login checks."""
+    return tuple((e.name, e.password) for e in read_auth_entries(path))
 
 
 def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -200,13 +271,15 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         raise ConfigError(f"--db-sync / STUDIO_DB_SYNC must be normal or full, not {args.db_sync.lower()!r}")
     if args.label_only and args.checkpoint:
         raise ConfigError("--label-only loads no model; drop --checkpoint or --label-only")
-    auth_pairs = read_auth_file(args.auth_file) if args.auth_file else ()
+    entries = read_auth_entries(args.auth_file) if args.auth_file else ()
+    auth_pairs = tuple((e.name, e.password) for e in entries)
+    storage = space_storage(args.db, environ)
     return AppConfig(
         **asdict(ModelOptions.from_args(args)),
         label_only=args.label_only,
         preload=args.preload,
         torch_threads=args.torch_threads,
-        db=args.db,
+        db=storage.db,
         media_dir=args.media_dir,
         media_paths=tuple(args.media_path),
         db_sync=args.db_sync,
@@ -217,4 +290,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         host=args.host,
         port=args.port,
         auth_pairs=auth_pairs,
+        auth_roles=tuple((e.name, e.role) for e in entries),
+        admins=tuple(a.strip() for a in args.admin if a.strip()),
+        storage_warning=storage.warning,
     )

@@ -31,7 +31,7 @@ from gradio.components.plot import PlotData
 
 from annotation_db import ExportWriteError, NothingToUndoError, StoreError, StoreIOError
 from inference.errors import UserError
-from ui import render, workspace
+from ui import figures, render, workspace
 from ui.config import AppConfig
 from ui.services import AppError, Studio, TraceView
 
@@ -342,7 +342,7 @@ class Handlers:
         """After a label or an undo: the step outputs and the score chart (coloured by label)."""
         return {
             **self.step_outputs(view, k, desk, message),
-            self.page.scores_plot: plot(render.scores_figure(view.trace["steps"], view.mine)),
+            self.page.scores_plot: plot(figures.scores_figure(view.trace["steps"], view.mine)),
         }
 
     def label(
@@ -494,8 +494,8 @@ class Handlers:
             p.trace_id: trace["id"],
             p.answer: render.answer_html(trace["answer"], trace.get("reference_answer")),
             p.trace_card: render.trace_card(trace),
-            p.scores_plot: plot(render.scores_figure(trace["steps"], view.mine)),
-            p.kl_plot: plot(render.kl_figure(trace["steps"])),
+            p.scores_plot: plot(figures.scores_figure(trace["steps"], view.mine)),
+            p.kl_plot: plot(figures.kl_figure(trace["steps"])),
             p.tabs: gr.Tabs(selected="label"),
             **self.controls(True, (out[p.error_type], out[p.comment])),
         }
@@ -574,7 +574,7 @@ class Handlers:
         return {
             p.stats_md: render.stats_markdown(stats, progress),
             p.agreement_table: render.agreement_rows(stats),
-            p.calibration_plot: plot(render.calibration_figure(stats)),
+            p.calibration_plot: plot(figures.calibration_figure(stats)),
             p.dashboard_progress: render.progress_rows(progress),
         }
 
@@ -585,6 +585,16 @@ class Handlers:
         result = self.studio.export(format, suffix, min_agreement, names, since)
         message = f"{result['records']} {format} records in {result['path'].rsplit('/', 1)[-1]}"
         return {self.page.export_file: result["path"], self.page.export_status: message}
+
+    @shown_errors
+    def backup(self, request: gr.Request, profile: gr.OAuthProfile | None):
+        """A consistent copy of the database (ui.storage says who may)."""
+        from ui.storage import write_backup
+
+        user = getattr(request, "username", None) or (profile.username if profile is not None else None)
+        path = write_backup(self.config, user)
+        message = f"Database backup: {path.name} (a consistent copy; open it with --db)"
+        return {self.page.export_file: str(path), self.page.export_status: message}
 
 
 def _clamp_int(value: Any) -> int:

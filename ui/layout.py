@@ -42,7 +42,9 @@ SUBTITLE = (
 
 
 def banner_html(config: AppConfig, studio: Studio) -> str:
-    return read_only_banner(studio) + model_banner(config, studio)
+    from ui.storage import storage_banner
+
+    return storage_banner(config) + read_only_banner(studio) + model_banner(config, studio)
 
 
 def read_only_banner(studio: Studio) -> str:
@@ -72,6 +74,18 @@ def model_banner(config: AppConfig, studio: Studio) -> str:
 
     name = render.esc(config.checkpoint or RELEASED_CHECKPOINT)
     return f'<div class="banner real">Model: <b>{name}</b> ({render.esc(config.quantization)} quantization).</div>'
+
+
+def model_updates(studio: Studio) -> tuple[str, Any, gr.Timer]:
+    """The model status line, Analyze (off while the model builds or loads) and the timer that
+    polls them (on only until then). Before a first analysis loads it, Analyze stays on."""
+    status = studio.models.status()
+    building = status.phase == "building"
+    bar = f'<progress value="{status.fraction:.2f}"></progress> ' if building else ""
+    html = (
+        f'<div class="model-status {status.phase.replace(" ", "-")}">{bar}{render.esc(status.message)}</div>'
+    )
+    return html, gr.update(interactive=not status.busy), gr.Timer(active=status.busy)
 
 
 def examples_table() -> list[list[Any]]:
@@ -140,6 +154,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             p.status = p.stream_view = p.base_view = gr.HTML(visible=False)
         _wire_identity(demo, p, h)
         if not config.label_only:
+            _wire_model_status(demo, p, studio)
             _wire_analysis(p, h)
         _wire_labeling(p, h, config)
         _wire_tables(p, h, config)
@@ -203,6 +218,7 @@ def _analyze_view(p: Page, config: AppConfig) -> None:
             )
             _settings(p, config)
         with gr.Column(scale=3, min_width=420):
+            p.model_status = gr.HTML(elem_id="model-status")  # the model's phase; Analyze waits for it
             p.analyze_btn = gr.Button("Analyze", variant="primary", elem_id="btn-analyze")
             p.status = gr.HTML(
                 render.status_html("Pick an example below (or upload a clip), then Analyze."),
@@ -349,6 +365,7 @@ def _queue_view(p: Page) -> None:
             [(name, key) for key, name in workspace.QUEUE_ORDER_NAMES.items()],
             value="max_score",
             label="Order",
+            elem_id="queue-order",
         )
         p.queue_btn = gr.Button("Refresh", elem_id="btn-queue")
     p.queue_table = gr.Dataframe(
@@ -393,6 +410,7 @@ def _export_view(p: Page) -> None:
     p.export_btn = gr.Button("Export", variant="primary", elem_id="btn-export")
     p.export_status = gr.Markdown()
     p.export_file = gr.File(label="Download", elem_id="export-file")
+    p.backup_btn = gr.Button("Download a database backup", elem_id="btn-backup")
 
 
 # ---- wiring: which inputs each event reads and which outputs it may change ----------------------
@@ -436,6 +454,18 @@ def _wire_identity(demo: gr.Blocks, p: Page, h: ModelHandlers) -> None:
     demo.load(h.on_load, [p.saved_name], [p.annotator, p.who, p.desk], api_visibility="private")
     for event in (p.annotator.blur, p.annotator.submit):
         event(h.remember_name, [p.annotator], [p.saved_name, p.who], api_visibility="private")
+
+
+def _wire_model_status(demo: gr.Blocks, p: Page, studio: Studio) -> None:
+    """The model's phase and time left, every second while it is on its way; Analyze waits."""
+    timer = gr.Timer(1.0, active=False)
+    outputs = [p.model_status, p.analyze_btn, timer]
+
+    def tick():
+        return model_updates(studio)
+
+    demo.load(tick, None, outputs, api_visibility="private", queue=False)
+    timer.tick(tick, None, outputs, api_visibility="private", queue=False)
 
 
 def _wire_analysis(p: Page, h: ModelHandlers) -> None:
@@ -587,6 +617,7 @@ def _wire_tables(p: Page, h: ModelHandlers, config: AppConfig) -> None:
         api_name="export",
         **limit,
     )
+    p.backup_btn.click(h.backup, None, [p.export_file, p.export_status], api_name="backup", **limit)
 
 
 def _wire_alternatives(p: Page, h: ModelHandlers, config: AppConfig) -> None:

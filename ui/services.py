@@ -182,9 +182,30 @@ def freeze_long_lived_objects() -> None:
     gc.freeze()
 
 
+@dataclass(frozen=True)
+class ModelStatus:
+    """Where the model is, for the page: ``phase`` is one of "not loaded" (the first analysis
+    loads it), "building" (the tiny demo model, first run only), "loading", "ready", "failed"."""
+
+    phase: str
+    message: str  # one line a person reads
+    fraction: float = 0.0  # of the way to a ready model
+    seconds_left: float | None = None  # None: not known (or nothing left)
+
+    @property
+    def busy(self) -> bool:
+        """The model is on its way: an analysis started now would wait for it."""
+        return self.phase in ("building", "loading")
+
+
+# A loaded tiny checkpoint takes ~1-3 s to read in; the estimate adds it to the build's.
+TINY_LOAD_S = 2.0
+
+
 class ModelHolder:
     """Loads the model on first use (or in a startup thread) and keeps it; a failed load is
-    remembered and its message shown until the next attempt."""
+    remembered and its message shown until the next attempt. ``status()`` says, at any time,
+    what it is doing and how long is left (a first run builds the tiny demo model)."""
 
     def __init__(self, config: AppConfig, loader: Callable[[], Any] | None = None) -> None:
         self.config = config
@@ -193,6 +214,8 @@ class ModelHolder:
         self._loaded: Any = None
         self.error: str | None = None
         self.state = "not loaded"  # not loaded | loading | ready | failed
+        self._started = 0.0  # perf_counter when the load began
+        self._build: tuple[float, float, str] | None = None  # (started, fraction, what) of a tiny build
 
     def expected_tiny(self) -> bool:
         """Whether the tiny demo model will be served (without loading anything)."""
@@ -209,11 +232,48 @@ class ModelHolder:
                 return False  # a hub id or an unreadable folder: the load will tell
         return resolve_device(self.config.device) != "cuda"
 
-    def _load(self) -> Any:
-        from inference.model.loading import load_model
+    def _on_build_progress(self, fraction: float, what: str) -> None:
+        started = self._build[0] if self._build else time.perf_counter()
+        self._build = (started, fraction, what)
 
+    def _load(self) -> Any:
+        from inference.model.loading import load_model, resolve_device
+
+        # Before a tiny build too: its small matrices gain little from a second thread, and on a
+        # busy 2-core machine two threads waiting for each other made it 5x slower (bench/first_run.py).
         set_cpu_threads(self.config)
-        return load_model(self.config.model_options.to_load_settings(log=log.info))
+        checkpoint = self.config.checkpoint
+        if checkpoint == "tiny" or (
+            not checkpoint and not resolve_device(self.config.device).startswith("cuda")
+        ):
+            from inference.tiny import default_tiny_checkpoint
+
+            # Built here (when not cached) so that status() can follow the build's progress.
+            default_tiny_checkpoint(log=log.info, progress=self._on_build_progress)
+        settings = self.config.model_options.to_load_settings(log=log.info)
+        self._build = None
+        return load_model(settings)
+
+    def status(self) -> ModelStatus:
+        """What the model is doing now, with an estimate of the seconds left when building."""
+        state, build = self.state, self._build
+        if state == "ready":
+            return ModelStatus("ready", "Model ready.", 1.0, 0.0)
+        if state == "failed":
+            return ModelStatus("failed", f"The model could not be loaded: {self.error}")
+        if state == "not loaded":
+            return ModelStatus("not loaded", "The model loads on the first analysis.")
+        if build is None:
+            waited = time.perf_counter() - self._started
+            return ModelStatus("loading", f"Loading the model ({waited:.0f} s so far).")
+        started, fraction, what = build
+        elapsed = time.perf_counter() - started
+        left = tiny_build_seconds_left(elapsed, fraction)
+        message = (
+            f"Building the tiny demo model (first run only): {what}, {fraction:.0%} done, "
+            f"about {left:.0f} s left."
+        )
+        return ModelStatus("building", message, fraction, left)
 
     def get(self) -> Any:
         if self._loaded is not None:
@@ -221,7 +281,7 @@ class ModelHolder:
         with self._lock:
             if self._loaded is None:
                 self.state = "loading"
-                started = time.perf_counter()
+                started = self._started = time.perf_counter()
                 try:
                     self._loaded = self._loader()
                 except UserError as exc:
@@ -238,6 +298,16 @@ class ModelHolder:
                 freeze_long_lived_objects()
         return self._loaded
 
+    def statuses_until_ready(self, interval: float = 1.0) -> Iterator[ModelStatus]:
+        """For an analysis that must wait: while another thread (the startup one) builds or loads
+        the model, yields the status every ``interval`` seconds; returns when it is ready or
+        failed, or at once when nobody is loading it. Then call get() (which loads, or retries)."""
+        status = self.status()
+        while status.busy:
+            yield status
+            time.sleep(interval)
+            status = self.status()
+
     def start_background(self) -> threading.Thread:
         def warm() -> None:
             # A failure is remembered in self.error; the page shows it on the next analysis.
@@ -251,6 +321,22 @@ class ModelHolder:
     @property
     def loaded(self) -> Any:
         return self._loaded
+
+
+def tiny_build_seconds_left(elapsed: float, fraction: float) -> float:
+    """Seconds until a tiny build that is ``fraction`` done after ``elapsed`` seconds is built and
+    loaded. Until training starts the recipe's own cost is the guide, stretched by how much
+    slower than expected the preparation runs (a busy machine is slow at both)."""
+    from inference.tiny import PREPARE_COST_S, TinyRecipe, build_cost_s
+
+    total = build_cost_s(TinyRecipe())
+    prepared = PREPARE_COST_S / total
+    if fraction < prepared:
+        slowdown = max(1.0, elapsed / PREPARE_COST_S)
+        left = total * slowdown - elapsed
+    else:
+        left = elapsed * (1 - fraction) / fraction
+    return max(left, 0.0) + TINY_LOAD_S
 
 
 def set_cpu_threads(config: AppConfig) -> int | None:
@@ -333,6 +419,10 @@ class Studio:
                 self.store.path,
                 self.store.read_only,
             )
+        if config.auth_roles and not self.store.read_only:  # the auth file's roles, as written there
+            changed = self.store.sync_roles(config.auth_roles)
+            if changed:
+                log.info("roles from %s: %s", config.auth_file, ", ".join(changed))
         self.models = None if config.label_only else (models or ModelHolder(config))
         if self.models is not None:
             import_model_code()  # before any worker or startup thread touches it (see there)
@@ -676,7 +766,9 @@ class Studio:
 def _reason(studio: Studio, media: Any, request: AnalysisRequest) -> Iterator[Any]:
     from inference.reasoning.pipeline import ClipSession, Scored, SpansFound, analyze
 
-    if studio.models.loaded is None:
+    for status in studio.models.statuses_until_ready():  # a build or load another thread runs
+        yield Stage("load", 0.05, status.message)
+    if studio.models.loaded is None:  # nobody loads it yet (--no-preload): this analysis does
         yield Stage("load", 0.05, "Loading the model (once)")
     session = ClipSession(studio.models.get(), media)
     yield Stage("encode", 0.1, "Encoding frames and audio")

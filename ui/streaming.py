@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from ui import render, workspace
+from ui import figures, render, workspace
 from ui.handlers import Handlers, _as_gradio_error, plot, shown_errors
 from ui.services import AnalysisRequest, AnswerDecoded, AppError, Finished, Stage, StepDecoded
 
@@ -218,8 +218,8 @@ class ModelHandlers(Handlers):
                 **self.cleared("An analysis runs: its trace opens here when it is saved."),
                 p.desk: desk,
                 p.started: time.time(),
-                p.scores_plot: plot(render.scores_figure([])),
-                p.kl_plot: plot(render.kl_figure([])),
+                p.scores_plot: plot(figures.scores_figure([])),
+                p.kl_plot: plot(figures.kl_figure([])),
                 **run.frame("Decoding the clip\u2026"),
             }
             yield from self._run(run, desk, self._maybe_annotator(request, profile, typed), order)

@@ -102,12 +102,16 @@ class QueueVerbs:
         *,
         annotators: list[str] | None = None,
         min_agreement: float = 0.0,
+        min_annotators: int = 0,
+        adjudicated_only: bool = False,
+        resolution: str = "majority",
         since: str | datetime | None = None,
         mu: float | None = None,
         video_root: str | Path | None = None,
     ) -> dict[str, Any]:
         """Write the labels as training data; see ``annotation_db.export`` for the formats and
-        rules. ``out`` ends in .jsonl or .parquet. ``video_path`` is written relative to
+        rules (the resolved verdicts, ``resolution`` majority or dawid_skene, and the filters).
+        ``out`` ends in .jsonl or .parquet. ``video_path`` is written relative to
         ``video_root`` (default: the database's folder) for the clips under it. Returns
         {"format", "path", "records", "video_root"}; ExportEmptyError (no file) for 0 records."""
         from annotation_db import export
@@ -119,6 +123,9 @@ class QueueVerbs:
         filters = export.ExportOptions(
             annotators=tuple(check_annotator(a) for a in annotators) if annotators else None,
             min_agreement=min_agreement,
+            min_annotators=min_annotators,
+            adjudicated_only=bool(adjudicated_only),
+            resolution=str(resolution).replace("-", "_"),  # dawid-skene as the command line spells it
             since=parse_since(since),
             mu=export.DEFAULT_MU if mu is None else mu,
             video_root=str(Path(video_root or self.path.parent).resolve()),
@@ -129,7 +136,8 @@ class QueueVerbs:
         if not records:
             raise ExportEmptyError(
                 f"no labelled steps match the {format} export with these filters{export.EMPTY_HINTS[format]}; "
-                "label more steps or loosen the annotator, min-agreement or since filters (no file was written)"
+                "label more steps or loosen the annotator, min-agreement, min-annotators, adjudicated-only or "
+                "since filters (no file was written)"
             )
         path = export.write(records, format, Path(out))
         return {

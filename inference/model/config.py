@@ -5,7 +5,8 @@ The encoders' architectures are NOT in it: the official inference builds SigLIP 
 ``google/siglip-so400m-patch14-384``, the Whisper encoder from ``whisper_path`` and the Q-Former
 from ``bert-base-uncased``'s config (see shared/reference/official_tiny/NOTES.md), then loads the
 checkpoint's tensors over them. We carry those three configs built in (their published values),
-each overridable by a local folder holding a ``config.json``; a checkpoint may also embed them
+each overridable by a local folder holding a ``config.json`` or a hub id (``openai/whisper-large-v3``,
+read from the hub cache or downloaded: config.json only); a checkpoint may also embed them
 under ``vision_config`` / ``speech_config`` / ``qformer_config`` (our tiny checkpoint does, so it
 needs nothing from outside). Order: explicit override > embedded in config.json > built in.
 """
@@ -82,7 +83,7 @@ class ConnectorSettings:
 
 @dataclass(frozen=True)
 class ComponentSources:
-    """Local folders (each with a config.json) that replace the built-in encoder configs."""
+    """Local folders or hub ids (each with a config.json) that replace the built-in encoder configs."""
 
     vision: str | None = None
     whisper: str | None = None
@@ -92,6 +93,25 @@ class ComponentSources:
 def read_json(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def source_folder(source: str, component: str) -> Path:
+    """A component source as a folder holding config.json: the folder itself, or a hub snapshot."""
+    from inference.model.hub import CheckpointError, hub_snapshot, looks_like_hub_id
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise CheckpointError(
+                f"{path} has no config.json; point the {component} source at a model folder"
+            )
+        return path
+    if looks_like_hub_id(source):
+        folder = hub_snapshot(source, None, ["config.json"], what=f"{component} source")
+        if not (folder / "config.json").exists():
+            raise CheckpointError(f"{component} source {source} has no config.json on the hub")
+        return folder
+    raise CheckpointError(f"{component} source {source!r} is neither a folder nor a hub id like owner/name")
 
 
 def resolve_component_configs(
@@ -105,7 +125,7 @@ def resolve_component_configs(
         ("qformer", "qformer_config", sources.qformer, BERT_BASE_UNCASED),
     ):
         if override:
-            cfg = read_json(Path(override) / "config.json")
+            cfg = read_json(source_folder(override, name) / "config.json")
             # A full SiglipConfig (text + vision) keeps the vision part under "vision_config".
             if name == "vision" and "vision_config" in cfg:
                 cfg = cfg["vision_config"]

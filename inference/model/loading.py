@@ -2,8 +2,10 @@
 
 The LLM part of the official state dict (``model.layers.*``, ``model.embed_tokens``,
 ``model.norm``, ``lm_head``) already has ``Qwen2ForCausalLM``'s names, so transformers loads it
-directly, quantized by bitsandbytes when asked (NF4 + double quant, bf16 compute by default on
-CUDA). Every other tensor (SigLIP, projector, newline, Whisper, Q-Former, connectors) is read
+directly, quantized by bitsandbytes when asked (NF4 + double quant). The compute dtype follows
+the device (``choose_dtype``): bfloat16 on a GPU that has it natively (compute capability 8.0 and
+up), float16 on older cards such as the T4 (7.5), float32 on the CPU; ``--compute-dtype``
+overrides it. Every other tensor (SigLIP, projector, newline, Whisper, Q-Former, connectors) is read
 from the same safetensors and copied key by key after a fixed renaming. A missing or unexpected
 weight is an error that names it: a silently random layer would make every output meaningless.
 """
@@ -18,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inference.errors import UserError
 from inference.model.config import (
     RELEASED_CHECKPOINT,
     ComponentSources,
@@ -26,15 +27,17 @@ from inference.model.config import (
     read_json,
     resolve_component_configs,
 )
+from inference.model.hub import CheckpointError, hub_snapshot
+
+__all__ = ["CheckpointError", "LoadSettings", "LoadedModel", "load_model"]
 
 log = logging.getLogger(__name__)
 
 LLM_PREFIXES = ("model.layers.", "model.embed_tokens.", "model.norm.", "lm_head.")
 QUANTIZATIONS = ("4bit", "8bit", "none")
-
-
-class CheckpointError(UserError):
-    """The checkpoint cannot be found, read, or does not hold exactly the expected weights."""
+COMPUTE_DTYPES = ("auto", "bfloat16", "float16", "float32")
+# Files a snapshot needs: config, tokenizer and safetensors (never the .bin or .pt duplicates).
+SNAPSHOT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class LoadSettings:
     revision: str | None = None  # hub revision (branch, tag or commit); None = main
     quantization: str = "auto"  # "4bit" | "8bit" | "none"; auto = 4bit on CUDA, none elsewhere
     device: str = "auto"  # "cuda", "cpu" or "auto" (CUDA when present)
-    dtype: str = "auto"  # encoders/compute dtype: bf16 on CUDA, float32 on CPU (exactness, speed)
+    dtype: str = "auto"  # encoders' and 4-bit compute dtype (COMPUTE_DTYPES): auto = choose_dtype
     adapter: str | None = None  # a peft LoRA folder applied on top of the LLM (pDPO output)
     sources: ComponentSources = field(default_factory=ComponentSources)
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
@@ -83,6 +86,23 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def choose_dtype(requested: str, device: str):
+    """The encoders' and the 4-bit compute dtype. ``auto``: float32 on the CPU (exact, and fast
+    enough there); on CUDA bfloat16 where the card computes it natively (compute capability 8.0
+    and up: A10G, L4, A100, H100) and float16 below (T4 7.5, V100 7.0), where bfloat16 is
+    emulated at a fraction of the speed or not supported by the kernels at all."""
+    import torch
+
+    if requested not in COMPUTE_DTYPES:
+        raise CheckpointError(f"compute dtype must be one of {', '.join(COMPUTE_DTYPES)}, not {requested!r}")
+    if requested != "auto":
+        return getattr(torch, requested)
+    if not device.startswith("cuda"):
+        return torch.float32
+    major, _minor = torch.cuda.get_device_capability(torch.device(device))
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
 def resolve_checkpoint_dir(checkpoint: str, revision: str | None) -> Path:
     """A local folder as it is, or a hub snapshot (config, tokenizer and safetensors only)."""
     path = Path(checkpoint).expanduser()
@@ -92,26 +112,24 @@ def resolve_checkpoint_dir(checkpoint: str, revision: str | None) -> Path:
         return path
     if "/" not in checkpoint or checkpoint.count("/") > 1:
         raise CheckpointError(f"checkpoint {checkpoint!r} is neither a folder nor a hub id like owner/name")
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(
-            checkpoint,
-            revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"],
-        )
-    except Exception as exc:  # offline, unknown repo, no permission: all the same to the user
+    local = hub_snapshot(checkpoint, revision, SNAPSHOT_PATTERNS, what="checkpoint")
+    if not (local / "config.json").exists():
         raise CheckpointError(
-            f"cannot download {checkpoint!r} from the hub ({type(exc).__name__}); "
-            "pass --checkpoint with a local folder, or run without one for the tiny demo model"
-        ) from exc
-    return Path(local)
+            f"{checkpoint} (revision {revision or 'main'}) has no config.json; is it a checkpoint?"
+        )
+    return local
 
 
 def safetensors_files(checkpoint_dir: Path) -> list[Path]:
     index = checkpoint_dir / "model.safetensors.index.json"
     if index.exists():
         shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        absent = [s for s in shards if not (checkpoint_dir / s).exists()]
+        if absent:
+            raise CheckpointError(
+                f"{checkpoint_dir} lacks {len(absent)} of the {len(shards)} weight files its index names "
+                f"({absent[0]}{', ...' if len(absent) > 1 else ''}); download the checkpoint again"
+            )
         return [checkpoint_dir / s for s in shards]
     single = checkpoint_dir / "model.safetensors"
     if single.exists():
@@ -182,11 +200,9 @@ def quantization_config(quantization: str, compute_dtype):
 
 
 def load_llm(checkpoint_dir: Path, config: dict[str, Any], settings: LoadSettings, device: str, dtype):
-    import torch
     from transformers import Qwen2ForCausalLM
 
-    quant = settings.quantization
-    qconf = quantization_config(quant, torch.bfloat16 if device.startswith("cuda") else dtype)
+    qconf = quantization_config(settings.quantization, dtype)
     # The encoders' tensors in the same file are "unexpected" to Qwen2ForCausalLM: we read them
     # ourselves below, so silence transformers' report of them and check the LLM keys here.
     with _quiet_transformers():
@@ -223,22 +239,13 @@ def _quiet_transformers():
 
 def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
     """Build the model from a checkpoint in the released layout (see module docstring)."""
-    import torch
-    from accelerate import init_empty_weights
-    from transformers import AutoTokenizer
-
-    from inference.model.modeling import VideoSalmonnO1
-
     device = resolve_device(settings.device)
     quant = settings.quantization
     if quant == "auto":
         quant = "4bit" if device.startswith("cuda") else "none"
     if quant not in QUANTIZATIONS:
         raise CheckpointError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quant!r}")
-    if settings.dtype == "auto":
-        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    else:
-        dtype = getattr(torch, settings.dtype)
+    dtype = choose_dtype(settings.dtype, device)
     settings = LoadSettings(**{**settings.__dict__, "quantization": quant})
 
     checkpoint_dir = resolve_checkpoint_dir(settings.checkpoint, settings.revision)
@@ -250,18 +257,50 @@ def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
     components = resolve_component_configs(config, settings.sources)
 
     llm = load_llm(checkpoint_dir, config, settings, device, dtype)
+    model = build_beside_llm(config, components, settings.connector, read_non_llm_tensors(files))
+    model.llm = llm
+    model.to(device=device, dtype=dtype) if quant == "none" else _move_encoders(model, device, dtype)
+    model.eval()
+    if settings.adapter:
+        model.llm = apply_adapter(model.llm, settings.adapter)
+
+    loaded = LoadedModel(
+        model=model,
+        tokenizer=load_tokenizer(checkpoint_dir),
+        checkpoint_dir=checkpoint_dir,
+        model_id=settings.checkpoint,
+        revision=settings.revision,
+        quantization=quant,
+        device=device,
+        generation_config=read_json(checkpoint_dir / "generation_config.json")
+        if (checkpoint_dir / "generation_config.json").exists()
+        else {},
+        is_tiny=bool(config.get("studio_tiny", False)),
+    )
+    loaded.adapter = settings.adapter
+    return loaded
+
+
+def build_beside_llm(config: dict[str, Any], components: dict, connector: ConnectorSettings, tensors: dict):
+    """Everything but the LLM (an Identity placeholder), built without memory and filled with
+    ``tensors``, which must match its weights exactly in names and shapes."""
+    import torch
+    from accelerate import init_empty_weights
+
+    from inference.model.modeling import VideoSalmonnO1
+
     with init_empty_weights(include_buffers=False):
         model = VideoSalmonnO1(
-            llm=torch.nn.Identity(),  # placeholder: the real LLM is attached below
+            llm=torch.nn.Identity(),  # placeholder: the caller attaches the real LLM
             vision_config=components["vision"],
             whisper_config=components["whisper"],
             qformer_config=components["qformer"],
             mm_hidden_size=config.get("mm_hidden_size", components["vision"]["hidden_size"]),
-            connector=settings.connector,
+            connector=connector,
             hidden_size=config["hidden_size"],
         )
-    tensors = read_non_llm_tensors(files)
-    expected = {k for k in model.state_dict() if not k.startswith("llm.")}
+    state = model.state_dict()
+    expected = {k for k in state if not k.startswith("llm.")}
     missing = sorted(expected - set(tensors))
     unexpected = sorted(set(tensors) - expected)
     if missing or unexpected:
@@ -271,38 +310,21 @@ def load_model(settings: LoadSettings = LoadSettings()) -> LoadedModel:
             f"{' ...' if len(unexpected) > 8 else ''}"
         )
     for key, tensor in tensors.items():
-        expected_shape = model.state_dict()[key].shape
-        if tuple(tensor.shape) != tuple(expected_shape):
+        if tuple(tensor.shape) != tuple(state[key].shape):
             raise CheckpointError(
-                f"weight {key} has shape {tuple(tensor.shape)}, expected {tuple(expected_shape)}"
+                f"weight {key} has shape {tuple(tensor.shape)}, expected {tuple(state[key].shape)}"
             )
     model.load_state_dict(tensors, strict=False, assign=True)
-    model.llm = llm
-    model.to(device=device, dtype=dtype) if quant == "none" else _move_encoders(model, device, dtype)
-    model.eval()
+    return model
 
-    if settings.adapter:
-        model.llm = apply_adapter(model.llm, settings.adapter)
+
+def load_tokenizer(checkpoint_dir: Path):
+    from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(checkpoint_dir))
+        return AutoTokenizer.from_pretrained(str(checkpoint_dir))
     except Exception as exc:
         raise CheckpointError(f"cannot load the tokenizer from {checkpoint_dir}: {exc}") from exc
-    gen_path = checkpoint_dir / "generation_config.json"
-    generation_config = read_json(gen_path) if gen_path.exists() else {}
-    loaded = LoadedModel(
-        model=model,
-        tokenizer=tokenizer,
-        checkpoint_dir=checkpoint_dir,
-        model_id=settings.checkpoint,
-        revision=settings.revision,
-        quantization=quant,
-        device=device,
-        generation_config=generation_config,
-        is_tiny=bool(config.get("studio_tiny", False)),
-    )
-    loaded.adapter = settings.adapter
-    return loaded
 
 
 def _move_encoders(model, device: str, dtype) -> None:

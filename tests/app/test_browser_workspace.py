@@ -221,3 +221,39 @@ def test_first_minute_on_a_1280x720_screen(browser, app, clip):
     seconds = [float(p.rsplit(" ", 1)[1]) for p in parts.split(", ")]
     assert sum(seconds) == pytest.approx(float(total), abs=0.05 * len(seconds) + 0.05)
     context.close()
+
+
+def test_numbers_a_person_reads(page, app, clip):
+    """Steps from 1 (the Step field too), scores as shares with the raw value on hover, one
+    "check first" mark on a short trace, queue cells cut, order names in words, dashboard
+    deciles 1..10 and the AUROC with its count."""
+    store = app.studio.store
+    trace = make_trace(
+        "w-num", ["One.", "Two.", "Three.", "Four."], [2.594e-05, 1e-4, 5e-05, 2e-05], str(clip), "8" * 64
+    )
+    for step in trace["steps"]:
+        step["top_t"] = step["index"] != 3  # top-T = 3 of 4 steps
+    trace["question"] = "Why " * 100
+    store.add_trace(trace)
+    for k, verdict in enumerate(["accept", "reject", "reject", "accept"]):
+        store.set_label("ivy", "w-num", k, verdict, error_type=None if verdict == "accept" else "other")
+    sign_in_by_name(page, "jon")
+    page.get_by_role("tab", name="Queue").click()
+    page.wait_for_selector("#queue-table:has-text('w-num')")
+    assert page.locator("#queue-order input").input_value() == "most suspicious first (highest step score)"
+    table = page.locator("#queue-table").inner_text()
+    assert "Why Why" in table and "Why " * 30 not in table  # the 400-character question is cut
+    open_by_id(page, "w-num")
+    assert page.locator("#step-index input").input_value() == "1"
+    assert page.locator("#step-0 .step-no").inner_text() == "Step 1"
+    assert page.locator("#steps .badge.top-t").count() == 1  # a third of 4 steps: one
+    assert page.locator("#step-1 .badge.top-t").count() == 1
+    title = page.locator("#step-0 .score").get_attribute("title")
+    assert title == "contrastive score (mean token KL): 2.594e-05; 26% of the highest in this trace"
+    assert page.locator("#step-0 .score").inner_text().strip() == "26%"
+    page.get_by_role("tab", name="Dashboard").click()
+    page.wait_for_selector("#calibration-plot .js-plotly-plot .xtick")
+    ticks = [t.text_content() for t in page.locator("#calibration-plot .xtick").all()]
+    assert ticks == [str(k) for k in range(1, 11)]
+    assert "AUROC" in page.locator("#calibration-plot .gtitle").text_content()
+    assert re.search(r"Score vs verdict over \d+ scored steps", page.locator("#stats").inner_text())

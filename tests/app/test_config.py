@@ -73,6 +73,10 @@ def test_auth_file(tmp_path):
     assert config.auth_pairs == (("alice", "pa:ss"), ("bob", " x")) and config.auth_on
     assert config.oauth is False  # a password file wins over OAuth
     assert "pa:ss" not in repr(config)
+    path.write_text("carol:secret:reviewer\ndan:pw:admin\n")
+    config = parse_config(["--auth-file", str(path)], {})
+    assert config.auth_pairs == (("carol", "secret"), ("dan", "pw"))
+    assert config.auth_roles == (("carol", "reviewer"), ("dan", "admin"))
     path.write_text("alice\n")
     with pytest.raises(ConfigError, match="line 1 is not name:password"):
         read_auth_file(str(path))
@@ -146,3 +150,23 @@ def test_db_sync_reaches_sqlite(tmp_path):
         assert studio.store.db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         studio.close()
+
+
+def test_auth_file_roles_are_stored_at_start_and_admins_may_back_up(tmp_path):
+    """``name:password:role`` lines give the store its roles when the app starts; a role-admin
+    may download the backup while others signed in may not."""
+    from ui.services import Studio
+    from ui.storage import backup_refusal
+
+    users = tmp_path / "users"
+    users.write_text("alice:pw\ncarol:pw:reviewer\ndan:pw:admin\n")
+    config = parse_config(["--auth-file", str(users), "--label-only", "--db", str(tmp_path / "a.db")], {})
+    studio = Studio(config)
+    try:
+        assert studio.store.roles() == {"alice": "annotator", "carol": "reviewer", "dan": "admin"}
+    finally:
+        studio.close()
+    assert backup_refusal(config, "dan") is None
+    assert backup_refusal(config, "carol") == (
+        "only dan may download the database backup (--admin, or role admin in --auth-file)"
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.app.conftest import XSS, make_trace
-from ui import render
+from ui import figures, render
 
 
 def step(index, text, **fields):
@@ -145,7 +145,7 @@ def test_tables_are_whole_rows():
 
 def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
     steps = [step(0, "a", score=0.1), step(1, "b", score=0.4, top_t=True), step(2, "c", score=0.2)]
-    fig = render.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
+    fig = figures.scores_figure(steps, {0: {"verdict": "accept"}, 1: {"verdict": "reject"}})
     (bar,) = fig["data"]
     assert (bar["type"], bar["x"], bar["y"]) == ("bar", [1, 2, 3], [0.1, 0.4, 0.2])
     assert bar["marker"]["color"] == ["#2e7d32", "#c62828", "#9e9e9e"]
@@ -155,7 +155,7 @@ def test_scores_figure_colours_bars_by_my_label_and_outlines_top_t():
 
 def test_scores_figure_marks_each_perturbation_when_there_are_several():
     steps = [step(0, "<a>", score=0.1, scores={"noise": 0.1, "mute": 0.3})]
-    fig = render.scores_figure(steps)
+    fig = figures.scores_figure(steps)
     assert [(t["name"], t["y"]) for t in fig["data"][1:]] == [("mute", [0.3]), ("noise", [0.1])]
     assert fig["data"][0]["hovertext"] == ["&lt;a&gt;<br>unlabeled"]
 
@@ -166,11 +166,15 @@ def test_kl_figure_runs_along_the_reasoning_coloured_by_step():
         step(1, "b"),
         step(2, "c", token_kl=[0.3]),
     ]
-    (line,) = render.kl_figure(steps)["data"]
+    (line,) = figures.kl_figure(steps)["data"]
     assert (line["x"], line["y"]) == ([0, 1, 2], [0.1, 0.2, 0.3])
-    assert line["marker"]["color"] == [render.STEP_COLOURS[0], render.STEP_COLOURS[0], render.STEP_COLOURS[2]]
+    assert line["marker"]["color"] == [
+        figures.STEP_COLOURS[0],
+        figures.STEP_COLOURS[0],
+        figures.STEP_COLOURS[2],
+    ]
     assert line["hovertext"] == ["step 1: x", "step 1: &lt;y&gt;", "step 3: "]
-    assert render.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
+    assert figures.kl_figure([step(0, "a")])["layout"]["annotations"][0]["text"] == "no token KL (not scored)"
 
 
 def test_calibration_figure_plots_reject_rate_per_decile():
@@ -197,7 +201,7 @@ def test_calibration_figure_plots_reject_rate_per_decile():
             ],
         }
     }
-    fig = render.calibration_figure(stats)
+    fig = figures.calibration_figure(stats)
     (bar,) = fig["data"]
     assert (bar["x"], bar["y"], bar["text"]) == ([1, 2], [0.0, 0.5], ["0/2", "1/2"])
     assert fig["layout"]["title"]["text"] == (
@@ -206,7 +210,7 @@ def test_calibration_figure_plots_reject_rate_per_decile():
     # the axis runs 1..10 like the title says, whatever the number of bins with steps
     assert fig["layout"]["xaxis"]["tickvals"] == list(range(1, 11))
     assert fig["layout"]["xaxis"]["range"] == [0.5, 10.5]
-    assert render.calibration_figure({})["data"] == []
+    assert figures.calibration_figure({})["data"] == []
     assert render.calibration_line(stats) == (
         "Score vs verdict over **4** scored steps with a majority verdict: **1** rejected (25%); "
         "AUROC **0.75** (few steps: read it loosely)."
@@ -217,7 +221,7 @@ def test_figures_are_valid_plotly():
     import plotly.graph_objects as go
 
     steps = [step(0, "a", score=0.1, scores={"noise": 0.1, "mute": 0.2}, token_kl=[0.1], kl_tokens=["a"])]
-    for fig in (render.scores_figure(steps), render.kl_figure(steps), render.calibration_figure({})):
+    for fig in (figures.scores_figure(steps), figures.kl_figure(steps), figures.calibration_figure({})):
         go.Figure(fig)  # raises on any field plotly does not know
 
 

@@ -278,6 +278,28 @@ def test_run_command_on_real_clips(shared_clips, tiny_checkpoint, name):
     assert trace["steps"], "a real clip gets reasoning steps too"
 
 
+def test_a_build_reports_its_progress_from_zero_to_one(tmp_path):
+    """What the page's "building the tiny demo model, N% done, about S s left" is made of."""
+    from inference.tiny import TinyRecipe, build_tiny_checkpoint
+
+    heard = []
+    recipe = TinyRecipe(train_steps=3)
+    out = build_tiny_checkpoint(
+        tmp_path / "tiny", recipe, log=lambda m: None, progress=lambda f, m: heard.append((f, m))
+    )
+    fractions = [f for f, _ in heard]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert [m for _, m in heard] == [
+        "preparing",
+        "training step 1 of 3",
+        "training step 2 of 3",
+        "training step 3 of 3",
+        "saving",
+        "built",
+    ]
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+
+
 def test_importing_the_light_modules_loads_no_torch():
     code = (
         "import sys, inference, studio_trace, inference.cli, inference.model.layout, inference.model.config, "

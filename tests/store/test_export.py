@@ -16,6 +16,18 @@ T1 = "2025-01-01T00:01:00.000000+00:00"
 T2 = "2025-01-01T00:02:00.000000+00:00"
 SHA = "c" * 64
 VIDEO = {"video_path": "/clips/clip.mp4", "video_sha256": SHA}
+
+
+def decided(n_annotators, agreement, source="majority", adjudicated=False):
+    """The how-decided columns of a trl-dpo, trl-stepwise or step-dpo record."""
+    return {
+        "label_source": source,
+        "adjudicated": adjudicated,
+        "n_annotators": n_annotators,
+        "agreement": agreement,
+    }
+
+
 T1_TEXTS = ["The man runs.", "He is cooking.", "The answer is A."]
 T2_TEXTS = ["The man runs.", "He falls.", "The answer is B."]
 
@@ -80,10 +92,14 @@ GOLDEN = {
             "chosen_expected_correctness": 0.5,
             "rejected_expected_correctness": 0.0,
             "soft_label": SOFT,
+            "rollout_conflict": False,
             "provenance": ["labels", "preference"],
             "annotators": ["alice", "bob", "carol"],
             "n_annotators": 3,
             "agreement": 2 / 3,
+            "confidence": 2 / 3,
+            "label_source": "majority",
+            "adjudicated": False,
             "labeled_at": T2,
         },
         {
@@ -107,10 +123,14 @@ GOLDEN = {
             "chosen_expected_correctness": None,
             "rejected_expected_correctness": None,
             "soft_label": 1.0,
+            "rollout_conflict": False,
             "provenance": ["full_path"],
             "annotators": ["alice", "bob", "carol"],
             "n_annotators": 3,
             "agreement": 2 / 3,
+            "confidence": 2 / 3,
+            "label_source": "majority",
+            "adjudicated": False,
             "labeled_at": T2,
         },
     ],
@@ -122,6 +142,7 @@ GOLDEN = {
             "chosen": "The man runs.<end_of_step>\nHe falls.<end_of_step>\nThe answer is B.",
             "rejected": "The man runs.<end_of_step>\nHe is cooking.<end_of_step>\nThe answer is A.",
             **VIDEO,
+            **decided(3, 2 / 3),
         },
     ],
     "trl-stepwise": [
@@ -131,6 +152,7 @@ GOLDEN = {
             "labels": [True, False],
             "step_separator": "<end_of_step>\n",
             **VIDEO,
+            **decided(3, 2 / 3),
         },
         {
             "prompt": "PROMPT\n",
@@ -138,6 +160,7 @@ GOLDEN = {
             "labels": [True, True],
             "step_separator": "<end_of_step>\n",
             **VIDEO,
+            **decided(2, 1.0),
         },
         {
             "prompt": "PROMPT\n",
@@ -145,6 +168,7 @@ GOLDEN = {
             "labels": [True, True, True],
             "step_separator": "<end_of_step>\n",
             **VIDEO,
+            **decided(2, 1.0),
         },
     ],
     "step-dpo": [
@@ -158,6 +182,7 @@ GOLDEN = {
             "full_rejected": "He is cooking.<end_of_step>\nThe answer is A.",
             "answer": "B",
             **VIDEO,
+            **decided(3, 2 / 3),
         }
     ],
 }
@@ -231,6 +256,7 @@ def test_min_agreement_drops_contested_verdicts(labeled):
             "labels": [True],
             "step_separator": "<end_of_step>\n",
             **VIDEO,
+            **decided(2, 1.0),
         },
         GOLDEN["trl-stepwise"][1],
         GOLDEN["trl-stepwise"][2],
@@ -260,6 +286,7 @@ def test_ties_and_unsure_give_no_verdict(store, make_trace):
             "labels": [False],
             "step_separator": "<end_of_step>\n",
             **VIDEO,
+            **decided(1, 1.0),
         }
     ]
     store.set_label("carol", "t", 0, "accept")  # now 2 to 1
@@ -282,8 +309,12 @@ def test_preference_for_the_original_and_soft_labels(store, make_trace):
     store.record_preference("carol", "t", 1, 1, "alternative")
     [record] = store.export_records("pdpo", ExportOptions(mu=0.25))
     assert (record["chosen_steps"], record["rejected_steps"], record["agreement"]) == (["b"], ["b2"], 2 / 3)
-    # The humans prefer the original although its rollouts are worse: the soft label says so.
-    assert record["soft_label"] == pytest.approx(1 / (1 + math.exp(2.0)))  # sigma((0.25 - 0.75) / 0.25)
+    # The humans prefer the original although its rollouts are worse (sigma((0.25 - 0.75) / 0.25)
+    # = 0.12 alone): the humans fix the direction, so the pair pushes neither way, and says why.
+    assert (record["soft_label"], record["rollout_conflict"]) == (0.5, True)
+    store.set_expected_correctness("t", 1, 0.0, alternative_id=1)  # now the rollouts agree
+    [record] = store.export_records("pdpo", ExportOptions(mu=0.25))
+    assert (record["soft_label"], record["rollout_conflict"]) == (1 / (1 + math.exp(-1.0)), False)
 
 
 def test_full_path_pairs_need_the_same_clip_question_and_prompt(store, make_trace):

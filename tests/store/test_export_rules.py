@@ -12,6 +12,8 @@ from annotation_db import ExportEmptyError
 from annotation_db.cli import main
 
 SHA = "c" * 64
+# How the verdicts of a record that alice alone labeled were decided.
+ALICE_ALONE = {"label_source": "majority", "adjudicated": False, "n_annotators": 1, "agreement": 1.0}
 
 
 def test_an_export_with_nothing_to_write_is_one_line_exit_2_and_no_file(store, make_trace, tmp_path, capsys):
@@ -72,6 +74,7 @@ def test_step_dpo_keeps_pairs_after_an_accepted_prefix_only(store, make_trace):
             "full_rejected": "s1<end_of_step>\ns2<end_of_step>\ns3",
             "answer": "B",
             **video,
+            **ALICE_ALONE,
         }
     ]
     assert len(store.export_records("pdpo")) == 2  # pdpo keeps the pair at step 3
@@ -109,6 +112,7 @@ def test_trl_dpo_writes_step_pairs_that_end_the_answer(store, make_trace):
             "rejected": "s3",
             "video_path": "/clips/clip.mp4",
             "video_sha256": SHA,
+            **ALICE_ALONE,
         }
     ]
 

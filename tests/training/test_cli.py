@@ -183,3 +183,20 @@ def test_the_app_serves_base_plus_adapter(trained, tiny_checkpoint, tmp_path):
     assert config.adapter == str(out)
     loaded = ModelHolder(config)._load()  # the loader get() runs (without its process-wide GC freeze)
     assert isinstance(loaded.model.llm, PeftModel) and loaded.describe()["adapter"] == str(out)
+
+
+def test_drop_rollout_conflicts_flag_reaches_the_saved_settings():
+    import argparse
+
+    from training.pdpo import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    base = ["--pairs", "p.jsonl", "--out", "o"]
+    assert config_from_args(parser.parse_args(base)).drop_rollout_conflicts is False
+    config = config_from_args(parser.parse_args([*base, "--drop-rollout-conflicts"]))
+    assert config.drop_rollout_conflicts is True
+    assert PDPOConfig.from_dict(config.to_dict()) == config
+    # A training_config.json written before the setting existed reads back with it off.
+    older = {k: v for k, v in config.to_dict().items() if k != "drop_rollout_conflicts"}
+    assert PDPOConfig.from_dict(older).drop_rollout_conflicts is False

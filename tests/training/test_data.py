@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -85,6 +86,7 @@ def test_store_export_becomes_official_token_ids(exported, tiny_model):
         "records": 2,
         "used": 2,
         "skipped": {},
+        "rollout_conflicts": 0,
         "clips": 1,
         "by_type": {"step": 1, "full_path": 1},
     }
@@ -140,3 +142,75 @@ def test_identical_candidates_are_skipped_and_an_empty_set_is_an_error(exported,
     pairs = load_pairs(_write(tmp_path / "mixed.jsonl", [same, record]), tiny_model.tokenizer)
     assert [p.index for p in pairs.pairs] == [1]
     assert pairs.skipped == {"chosen and rejected are the same text": 1}
+
+
+CORRECTION = "It glides to the right edge."
+
+
+@pytest.fixture
+def corrected(tmp_path, toy_clips, tiny_model):
+    """alice rewrites t1 step 1 and prefers her correction, whose rollouts (1/6) favour the
+    original (5/6); t2 is accepted throughout. Exported as pdpo JSONL."""
+    from annotation_db import Store
+
+    clip = toy_clips[0]
+    prompt = build_prompt(tiny_model.tokenizer, "reasoning", clip["question"], clip["options"])
+    with Store.open(tmp_path / "a.db") as store:
+        store.add_trace(a_trace("t1", clip, prompt, STEPS_T1, [1.0, 5 / 6, 0.0]))
+        store.add_trace(a_trace("t2", clip, prompt, STEPS_T2))
+        alt = store.add_alternative("alice", "t1", 1, CORRECTION, expected_correctness=1 / 6)
+        store.record_preference("alice", "t1", 1, alt["id"], "alternative")
+        store.set_label("alice", "t1", 1, "reject", error_type="visual_misperception")
+        store.set_label("alice", "t1", 1, "accept", alternative_id=alt["id"])
+        for k in range(3):
+            store.set_label("alice", "t2", k, "accept")
+        for k in (0, 2):
+            store.set_label("alice", "t1", k, "accept")
+        store.export("pdpo", tmp_path / "pairs.jsonl")
+    return tmp_path / "pairs.jsonl"
+
+
+def _margin_gradient(pairs) -> list[float]:
+    """d loss / d margin at margin 0 under the labels the trainer takes (``p.label`` of each
+    pair, as ``PDPOTrainer.pair_losses``): negative pushes towards the export's chosen side."""
+    import torch
+
+    from training.loss import pdpo_losses
+
+    margin = torch.zeros(len(pairs), requires_grad=True)
+    zeros = torch.zeros(len(pairs))
+    labels = torch.tensor([p.label for p in pairs])
+    pdpo_losses(margin, zeros, zeros, zeros, labels, beta=1.0).loss.sum().backward()
+    return margin.grad.tolist()
+
+
+def test_a_preferred_correction_against_its_rollouts_keeps_the_humans_direction(
+    corrected, tiny_model, tmp_path
+):
+    tok = tiny_model.tokenizer
+    records = [json.loads(line) for line in corrected.read_text().splitlines()]
+    # The pair keeps the human's direction; rollouts alone would say sigma((1/6 - 5/6) / 0.2) = 0.03.
+    assert [
+        (r["pair_type"], r["chosen_steps"], r["chosen_source"], r["soft_label"], r["rollout_conflict"])
+        for r in records
+    ] == [
+        ("step", [CORRECTION], "human", 0.5, True),
+        ("full_path", STEPS_T2, "original", 1.0, False),
+    ]
+    pairs = load_pairs(corrected, tok)
+    assert [p.label for p in pairs.pairs] == [0.5, 1.0]
+    assert pairs.rollout_conflicts == 1
+    # The loss never pushes towards the original: no push for the conflict, the full path pulls.
+    assert _margin_gradient(pairs.pairs) == [0.0, -0.5]
+    # An export written before the rule (soft_label 0.03, no rollout_conflict field) trains the same.
+    old = {k: v for k, v in records[0].items() if k != "rollout_conflict"}
+    old["soft_label"] = 1 / (1 + math.exp(-((1 / 6 - 5 / 6) / 0.2)))
+    older = load_pairs(_write(tmp_path / "old.jsonl", [old, records[1]]), tok)
+    assert [p.label for p in older.pairs] == [0.5, 1.0] and older.rollout_conflicts == 1
+    assert _margin_gradient(older.pairs) == [0.0, -0.5]
+    # --drop-rollout-conflicts leaves such pairs out, from either export.
+    for path in (corrected, tmp_path / "old.jsonl"):
+        kept = load_pairs(path, tok, drop_rollout_conflicts=True)
+        assert [p.pair_type for p in kept.pairs] == ["full_path"]
+        assert kept.skipped == {"rollouts favour the rejected candidate (--drop-rollout-conflicts)": 1}
+        assert kept.rollout_conflicts == 0
