@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from annotation_db.analysis import BASE, POSITION_BUCKETS
-from ui.render import ERROR_TYPE_NAMES, VERDICT_COLOURS, _figure
+from ui.figures import _figure
+from ui.render import ERROR_TYPE_NAMES, VERDICT_COLOURS
 
 # chart name -> elem_id of its gr.Plot (the click script binds these)
 CHARTS = {

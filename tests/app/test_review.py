@@ -64,7 +64,11 @@ def test_reviewer_sees_every_label_side_by_side_in_context(site):
     html = out[ITEM]
     # the question, the previous step and the step itself (model text escaped), both labels
     assert "What moves?" in html and "The ball rolls." in html and "It is &lt;b&gt;red&lt;/b&gt;." in html
-    assert "looks red to me" in html and "it is blue" in html and "Item 1 of 4 \u00b7 trace rv-decide \u00b7 step 2" in html
+    assert (
+        "looks red to me" in html
+        and "it is blue" in html
+        and "Item 1 of 4 \u00b7 trace rv-decide \u00b7 step 2" in html
+    )
     # the error type is preset to the rejecting annotator's
     assert out[ERROR] == "visual_misperception"
 
