@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.app.conftest import ARGS, CHROMIUM, base_config, make_trace, serve, stop
+from tests.app.conftest import ARGS, CHROMIUM, make_trace, serve, stop
 from tests.app.test_browser import screenshot
-from tests.app.test_review import USERS, seed
+from tests.app.test_review import USERS, seed, signed_in_config
 
 pytestmark = [
     pytest.mark.browser,
@@ -37,8 +37,9 @@ def site(tmp_path_factory):
         store.set_label("alice", "rv-conflict", 1, "accept")
         store.set_label("alice", "rv-conflict", 1, "reject", alternative_id=alt["id"], error_type="other")
         store.set_label("alice", "rv-conflict", 0, "accept")
+        store.set_role("rita", "reviewer")  # the app stores it again from the auth file
         store.send_back("rita", "rv-conflict", 0, "does it <roll>?")
-    running = serve(base_config(tmp, label_only=True, auth_pairs=tuple(USERS.items())))
+    running = serve(signed_in_config(tmp))
     yield running
     stop(running)
 

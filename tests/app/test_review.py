@@ -5,6 +5,7 @@ undoes; an annotator is refused; the dashboard's charts and bar lists count a se
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from gradio_client.exceptions import AppError
@@ -14,12 +15,13 @@ from tests.app.conftest import base_config, make_trace, serve, stop
 pytestmark = pytest.mark.slow
 
 USERS = {"rita": "pw-r", "alice": "pw-a", "bob": "pw-b"}
+AUTH_FILE = "rita:pw-r:reviewer\nalice:pw-a\nbob:pw-b:annotator\n"  # the roles the app stores at start
 TABLE, ITEM, TRACE, STEP, ALT, ERROR, NOTE, STATUS = range(8)  # the review events' outputs
 
 
 def seed(store) -> None:
     """Four traces, each with one disagreement (alice accepts, bob rejects with a comment) on
-    step 2 and one agreed step; rita is a reviewer."""
+    step 2 and one agreed step."""
     for name in ("decide", "refuse", "undo", "back"):
         store.add_trace(
             make_trace(f"rv-{name}", ["The ball rolls.", "It is <b>red</b>.", "It stops."], [0.4, 0.1, 0.3])
@@ -30,7 +32,19 @@ def seed(store) -> None:
         store.set_label(
             "bob", f"rv-{name}", 1, "reject", error_type="visual_misperception", comment="it is blue"
         )
-    store.set_role("rita", "reviewer")
+
+
+def signed_in_config(tmp: Path):
+    """A label-only app's config with login, its users and roles read from an auth file as
+    ``--auth-file`` reads it (rita is a reviewer there)."""
+    from ui.config import parse_config
+
+    users = tmp / "users.txt"
+    users.write_text(AUTH_FILE, encoding="utf-8")
+    auth = parse_config(["--auth-file", str(users)], {})
+    return base_config(
+        tmp, label_only=True, auth_file=str(users), auth_pairs=auth.auth_pairs, auth_roles=auth.auth_roles
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +54,7 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("review")
     with Store.open(tmp / "annotations.db") as store:
         seed(store)
-    running = serve(base_config(tmp, label_only=True, auth_pairs=tuple(USERS.items())))
+    running = serve(signed_in_config(tmp))
     yield running
     stop(running)
 
