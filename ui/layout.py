@@ -26,7 +26,7 @@ from typing import Any
 import gradio as gr
 
 from annotation_db import ERROR_TYPES, FORMATS
-from ui import render, review_view, shortcuts, workspace
+from ui import render, review_keys, review_view, shortcuts, workspace
 from ui.config import AppConfig
 from ui.handlers import NO_ERROR_TYPE
 from ui.services import EXPORT_SUFFIXES, Studio
@@ -660,7 +660,7 @@ def launch_kwargs(config: AppConfig, studio: Studio) -> dict[str, Any]:
         "server_name": config.host,
         "server_port": config.port,
         "css": CSS,
-        "js": review_view.script(shortcuts.script()),
+        "js": review_keys.script(shortcuts.script()),
         "allowed_paths": [str(p) for p in (*studio.served_roots, *studio.served_files)],
         "blocked_paths": studio.private_files(),  # wins over allowed_paths
         "max_file_size": int(config.max_upload_mb * 1024 * 1024),

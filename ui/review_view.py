@@ -5,7 +5,7 @@ Review tab (reviewers and admins; shown to them once signed in): the review queu
 a time with every annotator's label side by side in its trace's context; the reviewer accepts
 or rejects it for good (with an error type), sends it back with a note, or undoes their last
 change. Keys on that tab: a accept, r reject, b send back, z undo, j / k next / previous item
-(``REVIEW_SHORTCUTS``; they replace the label view's keys while the tab is shown). API names:
+(``ui.review_keys``; they replace the label view's keys while the tab is shown). API names:
 review_queue, review_next, review_prev, adjudicate, send_back, undo_review. An annotator calling
 them gets the store's one-line refusal (``PermissionDeniedError``).
 
@@ -16,7 +16,6 @@ bar_steps, given "chart|group"); a click on a listed step opens it in the label 
 (No ``from __future__ import annotations``: Gradio reads ``gr.Request`` from the annotations.)
 """
 
-import json
 from typing import Any
 
 import gradio as gr
@@ -27,27 +26,14 @@ from ui import analysis_figures as figures
 from ui import render
 from ui import review_service as rs
 from ui.handlers import NO_ERROR_TYPE, plot, shown_errors
-from ui.services import AppError
-
-# (key, what it does, elem_id of the button it clicks): only while the Review tab is shown
-REVIEW_SHORTCUTS: tuple[tuple[str, str, str], ...] = (
-    ("a", "accept (final)", "btn-review-accept"),
-    ("r", "reject (final)", "btn-review-reject"),
-    ("b", "send back with the note", "btn-review-send-back"),
-    ("z", "undo my last review change", "btn-review-undo"),
-    ("j", "next item", "btn-review-next"),
-    ("k", "previous item", "btn-review-prev"),
+from ui.review_keys import (
+    BAR_PICK_BUTTON_ID,
+    BAR_PICK_ID,
+    REVIEW_ERROR_ID,
+    REVIEW_PANEL_ID,
+    help_markdown,
 )
-REVIEW_PANEL_ID = "review-panel"
-REVIEW_ERROR_ID = "review-error-type"
-BAR_PICK_ID = "bar-pick"
-BAR_PICK_BUTTON_ID = "btn-bar-pick"
-
-
-def help_markdown() -> str:
-    keys = " \u00b7 ".join(f"<kbd>{key}</kbd> {what}" for key, what, _ in REVIEW_SHORTCUTS)
-    return f"**Keys:** {keys} \u00b7 <kbd>1</kbd>-<kbd>5</kbd> error type (<kbd>0</kbd> none)"
-
+from ui.services import AppError
 
 # ---- layout -------------------------------------------------------------------------------------
 
@@ -536,62 +522,3 @@ def wire(demo: gr.Blocks, p: Any, h: Any, config: Any, trace_outputs: list) -> R
     )
     p.trace_id.change(r.trace_flags, [p.trace_id], [p.conflicts], api_visibility="private", **limit)
     return r
-
-
-# ---- the page's script ------------------------------------------------------------------------------
-
-
-def script(base: str) -> str:
-    """``base`` (``ui.shortcuts.script()``) plus: the Review tab's keys, which take over while
-    that tab is shown (a capturing listener runs before the label view's), and the click on a
-    dashboard bar (plotly's ``plotly_click``, bound to each chart whenever it is redrawn)."""
-    keys = json.dumps({key: elem_id for key, _, elem_id in REVIEW_SHORTCUTS})
-    charts = json.dumps(list(figures.CHARTS.values()))
-    return f"""() => {{
-  ({base})();
-  if (window.__studioReview) return;
-  window.__studioReview = true;
-  const KEYS = {keys};
-  const shown = () => {{ const el = document.getElementById("{REVIEW_PANEL_ID}"); return !!(el && el.offsetParent); }};
-  const typing = (el) => {{
-    const tag = ((el && el.tagName) || "").toLowerCase();
-    return tag === "input" || tag === "textarea" || tag === "select" || (el && el.isContentEditable);
-  }};
-  const press = (id) => {{
-    const el = document.getElementById(id);
-    const button = el && (el.tagName === "BUTTON" ? el : el.querySelector("button"));
-    if (button && !button.disabled) {{ button.click(); return true; }}
-    return false;
-  }};
-  window.addEventListener("keydown", (event) => {{
-    if (!shown() || event.ctrlKey || event.metaKey || event.altKey || typing(event.target)) return;
-    const key = event.key.toLowerCase();
-    event.stopImmediatePropagation();
-    if ("012345".includes(key) && key.length === 1) {{
-      const choice = document.querySelectorAll("#{REVIEW_ERROR_ID} input[type=radio]")[parseInt(key, 10)];
-      if (choice) {{ choice.click(); event.preventDefault(); }}
-      return;
-    }}
-    const id = KEYS[key];
-    if (id && press(id)) event.preventDefault();
-  }}, true);
-  const pick = (data) => {{
-    const point = data && data.points && data.points[0];
-    if (!point || !point.customdata) return;
-    const box = document.querySelector("#{BAR_PICK_ID} textarea, #{BAR_PICK_ID} input");
-    if (!box) return;
-    box.value = String(point.customdata);
-    box.dispatchEvent(new Event("input", {{ bubbles: true }}));
-    setTimeout(() => press("{BAR_PICK_BUTTON_ID}"), 0);
-  }};
-  setInterval(() => {{
-    for (const id of {charts}) {{
-      const plot = document.querySelector("#" + id + " .js-plotly-plot");
-      if (plot && plot.on && plot.__studioPick !== plot._fullLayout) {{
-        plot.__studioPick = plot._fullLayout;  // a redraw makes a new layout and drops listeners
-        plot.removeListener && plot.removeListener("plotly_click", pick);
-        plot.on("plotly_click", pick);
-      }}
-    }}
-  }}, 500);
-}}"""
