@@ -161,6 +161,28 @@ def test_send_back_needs_a_note_and_reaches_the_annotators(site):
     assert (note["step_index"], note["note"], note["reviewer"]) == (1, "check the colour at 0:01", "rita")
 
 
+def test_an_alternative_is_reviewed_by_its_id(site):
+    store = site.studio.store
+    store.add_trace(make_trace("rv-alt", ["The ball rolls.", "It stops."], [0.2, 0.3]))
+    alt = store.add_alternative("alice", "rv-alt", 1, "It rolls <on>.")
+    store.set_label("alice", "rv-alt", 1, "accept", alternative_id=alt["id"])
+    store.set_label("bob", "rv-alt", 1, "reject", alternative_id=alt["id"], error_type="hallucination")
+    client = as_user(site, "rita")
+    out = client.predict("", False, 0.0, "rv-alt", 1, str(alt["id"]), api_name="/review_queue")
+    assert [r[:3] for r in out[TABLE]["data"] if r[0] == "rv-alt"] == [
+        ["rv-alt", 2, f"alternative {alt['id']}"]
+    ]
+    assert (out[TRACE], out[STEP], out[ALT]) == ("rv-alt", 1, str(alt["id"]))
+    assert f"Alternative {alt['id']}:</b> It rolls &lt;on&gt;." in out[ITEM]
+    client.predict("", "rv-alt", 1, str(alt["id"]), "accept", "", "", False, 0.0, api_name="/adjudicate")
+    [resolved] = [r for r in store.resolved_labels() if r["trace_id"] == "rv-alt"]
+    assert (resolved["alternative_id"], resolved["verdict"], resolved["adjudicated"]) == (
+        alt["id"],
+        "accept",
+        True,
+    )
+
+
 # ---- the dashboard on the seeded synthetic history (tests/store/test_analysis.py) ---------------
 
 
