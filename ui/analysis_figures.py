@@ -64,7 +64,7 @@ def error_type_figure(analysis: Mapping[str, Any]) -> dict[str, Any]:
     data = [
         {
             "type": "bar",
-            "x": [_type_name(t) for t in names],
+            "x": [_type_name(t).replace(" ", "<br>", 1) for t in names],
             "y": [counts[t] for t in names],
             "text": [str(counts[t]) for t in names],
             "textposition": "outside",
@@ -73,7 +73,16 @@ def error_type_figure(analysis: Mapping[str, Any]) -> dict[str, Any]:
             "name": "rejected steps",
         }
     ]
-    return _figure(title, data, yaxis={"title": {"text": "rejected steps"}, "rangemode": "tozero"})
+    return _figure(
+        title,
+        data,
+        height=300,
+        xaxis={"automargin": True, "tickangle": 0},
+        yaxis={
+            "title": {"text": "rejected steps"},
+            "range": [0, max(counts.values()) * 1.15 + 1],
+        },  # room for the counts
+    )
 
 
 def _rate_bars(chart: str, groups: Sequence[Mapping[str, Any]], label: str) -> list[dict[str, Any]]:
@@ -94,6 +103,7 @@ def _rate_bars(chart: str, groups: Sequence[Mapping[str, Any]], label: str) -> l
             },
             "text": [f"{g['k']}/{g['n']}" for g in groups],
             "textposition": "inside",
+            "insidetextanchor": "start",  # at the bar's foot, clear of the interval's whisker
             "hovertext": [
                 f"{g['k']} of {g['n']} rejected; "
                 + ", ".join(f"{_type_name(t)} {c}" for t, c in g["error_types"].items())
@@ -165,6 +175,7 @@ def perturbation_figure(analysis: Mapping[str, Any]) -> dict[str, Any]:
                 },
                 "text": [f"{e['positives']}/{e['negatives']}" for e in rows],
                 "textposition": "inside",
+                "insidetextanchor": "start",
                 "hovertext": [
                     f"{score}: AUROC {e['auroc']:.2f} [{e['ci'][0]:.2f}, {e['ci'][1]:.2f}], "
                     f"{e['positives']} rejected vs {e['negatives']} accepted steps"
@@ -189,7 +200,7 @@ def perturbation_figure(analysis: Mapping[str, Any]) -> dict[str, Any]:
                 "line": {"dash": "dot", "color": "#888"},
             }
         ],
-        yaxis={"title": {"text": "AUROC (rejected of the type vs accepted)"}, "range": [0, 1.05]},
+        yaxis={"title": {"text": "AUROC"}, "range": [0, 1.05]},
     )
 
 
@@ -219,6 +230,7 @@ def model_figure(analysis: Mapping[str, Any]) -> dict[str, Any]:
                 },
                 "text": [f"{f['k']}/{f['n']}" for f in figures],
                 "textposition": "inside",
+                "insidetextanchor": "start",
                 "customdata": [bar_key("model", v) for v in names],
                 "marker": {"color": colour},
             }
