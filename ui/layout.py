@@ -26,7 +26,7 @@ from typing import Any
 import gradio as gr
 
 from annotation_db import ERROR_TYPES, FORMATS
-from ui import render, shortcuts, workspace
+from ui import render, review_keys, review_view, shortcuts, workspace
 from ui.config import AppConfig
 from ui.handlers import NO_ERROR_TYPE
 from ui.services import EXPORT_SUFFIXES, Studio
@@ -143,6 +143,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
                 _label_view(p, config)
             with gr.Tab("Queue", id="queue") as p.queue_tab:
                 _queue_view(p)
+            review_view.review_tab(p, config)
             with gr.Tab("Dashboard", id="dashboard") as p.dashboard_tab:
                 _dashboard_view(p)
             with gr.Tab("Export", id="export"):
@@ -158,6 +159,7 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
         _wire_labeling(p, h, config)
         _wire_tables(p, h, config)
         _wire_alternatives(p, h, config)
+        review_view.wire(demo, p, h, config, _trace_outputs(p))
     demo.queue(default_concurrency_limit=config.label_concurrency)
     return demo
 
@@ -299,6 +301,7 @@ def _label_view(p: Page, config: AppConfig) -> None:
             p.show_btn = gr.Button("Show", visible=False)  # only the API's /show_step
             p.steps = gr.HTML(render.steps_html([]), elem_id="steps")
             p.step_info = gr.Markdown("No step selected.", elem_id="step-info")
+            review_view.conflict_slot(p)
             _label_controls(p)
             gr.Markdown(shortcuts.help_markdown(), elem_id="shortcut-help")
             _alternatives_panel(p, config)
@@ -393,6 +396,7 @@ def _dashboard_view(p: Page) -> None:
             headers=render.PROGRESS_HEADERS, interactive=False, label="Progress per annotator"
         )
     p.calibration_plot = gr.Plot(label="Calibration", elem_id="calibration-plot")
+    review_view.analysis_section(p)
 
 
 def _export_view(p: Page) -> None:
@@ -656,7 +660,7 @@ def launch_kwargs(config: AppConfig, studio: Studio) -> dict[str, Any]:
         "server_name": config.host,
         "server_port": config.port,
         "css": CSS,
-        "js": shortcuts.script(),
+        "js": review_keys.script(shortcuts.script()),
         "allowed_paths": [str(p) for p in (*studio.served_roots, *studio.served_files)],
         "blocked_paths": studio.private_files(),  # wins over allowed_paths
         "max_file_size": int(config.max_upload_mb * 1024 * 1024),

@@ -239,6 +239,32 @@ class ReviewVerbs:
             )
         return {"tagged": tagged, "not_stored": len(kinds) - tagged}
 
+    def analysis_steps(self, rule: ResolutionRule | None = None) -> list[dict[str, Any]]:
+        """The original steps with a resolved verdict, as the error analysis groups them (what a
+        dashboard bar lists): trace_id, step_index, verdict, error_type (``unspecified`` for a
+        rejected step without one), clip kind, position bucket, model version and scores."""
+        with self._read() as db:
+            steps = analysis.read_steps(db)
+            resolved = resolve_items(db, rule)
+        out = []
+        for s in steps:
+            r = resolved.get((s.step_id, None))
+            if r is None or r.verdict is None:
+                continue
+            out.append(
+                {
+                    "trace_id": s.trace_id,
+                    "step_index": s.index,
+                    "verdict": r.verdict,
+                    "error_type": (r.error_type or "unspecified") if r.verdict == "reject" else None,
+                    "kind": s.kind,
+                    "position": analysis.position_bucket(s.index, s.n_steps),
+                    "version": s.version,
+                    "scores": dict(s.scores),
+                }
+            )
+        return out
+
     def analysis(self, rule: ResolutionRule | None = None) -> dict[str, Any]:
         """``stats()`` under ``rule``: resolution, annotator quality and error analysis included."""
         from annotation_db import stats

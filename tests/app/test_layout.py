@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.app.conftest import base_config
-from ui import shortcuts
+from ui import review_keys, shortcuts
 from ui.layout import build_app, launch_kwargs
 from ui.services import Studio
 
@@ -88,7 +88,7 @@ def test_launch_settings(built):
     config, studio, _ = built(label_only=True, max_upload_mb=3)
     kwargs = launch_kwargs(config, studio)
     assert kwargs["max_file_size"] == 3 * 1024 * 1024
-    assert kwargs["js"] == shortcuts.script() and ".step.current" in kwargs["css"]
+    assert kwargs["js"] == review_keys.script(shortcuts.script()) and ".step.current" in kwargs["css"]
     assert str(config.media_root.resolve()) in kwargs["allowed_paths"]
     assert "auth" not in kwargs
 
