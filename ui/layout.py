@@ -16,10 +16,7 @@ labels never wait behind an analysis.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,9 @@ import gradio as gr
 
 from annotation_db import ERROR_TYPES, FORMATS
 from ui import render, review_keys, review_view, shortcuts, workspace
+from ui.banners import banner_html
 from ui.config import AppConfig
+from ui.gradio_tuning import tune_gradio
 from ui.handlers import NO_ERROR_TYPE
 from ui.services import EXPORT_SUFFIXES, Studio
 from ui.streaming import ModelHandlers
@@ -39,41 +38,6 @@ SUBTITLE = (
     "Ask a question about a clip: the model reasons step by step, each step gets a score (how much it "
     "depends on the clip), and you label the steps right or wrong to make training data."
 )
-
-
-def banner_html(config: AppConfig, studio: Studio) -> str:
-    from ui.storage import storage_banner
-
-    return storage_banner(config) + read_only_banner(studio) + model_banner(config, studio)
-
-
-def read_only_banner(studio: Studio) -> str:
-    """Said before anyone labels: a database that cannot be written refuses every label."""
-    if not studio.store.read_only:
-        return ""
-    return (
-        f'<div class="banner read-only"><b>Read-only database:</b> {render.esc(studio.store.path)} cannot be '
-        f"written ({render.esc(studio.store.read_only)}), so labels are not saved. Browse, review and export "
-        "work; to label, make the file and its folder writable and restart the app.</div>"
-    )
-
-
-def model_banner(config: AppConfig, studio: Studio) -> str:
-    if config.label_only:
-        return (
-            '<div class="banner label-only"><b>Label-only mode:</b> no model is loaded. Open stored traces '
-            "in the Queue tab and label them.</div>"
-        )
-    if studio.models is not None and studio.models.expected_tiny():
-        return (
-            '<div class="banner tiny"><b>Demo model:</b> no GPU here, so a tiny model of the same architecture '
-            "runs. <b>Its reasoning, answers and scores are meaningless</b>; streaming, scoring, labeling and "
-            "export work as with the real model.</div>"
-        )
-    from inference.model.config import RELEASED_CHECKPOINT
-
-    name = render.esc(config.checkpoint or RELEASED_CHECKPOINT)
-    return f'<div class="banner real">Model: <b>{name}</b> ({render.esc(config.quantization)} quantization).</div>'
 
 
 def model_updates(studio: Studio) -> tuple[str, Any, gr.Timer]:
@@ -102,24 +66,6 @@ def examples_table() -> list[list[Any]]:
     ]
 
 
-# Gradio's queue rebuilds a pandas summary of every recorded event (up to 10,000) after each
-# event, for its optional monitoring page (gradio/queueing.py, compute_analytics_summary): on
-# the bench VM that was ~10 ms of CPU per label and grew with the number of labels. Summarise
-# every 1,000 events over the last 1,000 instead (only the monitoring page reads it). Read by
-# gradio's Queue when the Blocks are created; a value set in the environment wins.
-GRADIO_QUEUE_ENV = {"GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000", "GRADIO_ANALYTICS_MAX_EVENTS": "1000"}
-
-
-def _fail_fast_on_absent_matplotlib() -> None:
-    """Gradio tries ``import matplotlib`` twice around every event (utils.MatplotlibBackendMananger,
-    route_utils.py). Where matplotlib is not installed each try searches the whole sys.path
-    again (a failed import is not cached): ~2 ms of file-system calls per label on the bench VM.
-    A None in sys.modules makes the same ImportError immediate; nothing else changes, since
-    the package is absent anyway."""
-    if "matplotlib" not in sys.modules and importlib.util.find_spec("matplotlib") is None:
-        sys.modules["matplotlib"] = None  # type: ignore[assignment]
-
-
 class Page:
     """The page's components by name: the handlers return dicts keyed by them."""
 
@@ -128,9 +74,7 @@ class Page:
 
 def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
     """The Blocks (not launched). ``launch_kwargs(config, studio)`` gives what launch() needs."""
-    for name, value in GRADIO_QUEUE_ENV.items():
-        os.environ.setdefault(name, value)
-    _fail_fast_on_absent_matplotlib()
+    tune_gradio()
     h = ModelHandlers(studio, config)
     p = h.page = Page()
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
