@@ -98,8 +98,8 @@ def build_app(config: AppConfig, studio: Studio) -> gr.Blocks:
             p.status = p.stream_view = p.base_view = gr.HTML(visible=False)
         _wire_identity(demo, p, h)
         if not config.label_only:
-            _wire_model_status(demo, p, studio)
             _wire_analysis(p, h)
+            _wire_model_status(demo, p, studio)
         _wire_labeling(p, h, config)
         _wire_tables(p, h, config)
         _wire_alternatives(p, h, config)
@@ -410,6 +410,8 @@ def _wire_model_status(demo: gr.Blocks, p: Page, studio: Studio) -> None:
 
     demo.load(tick, None, outputs, api_visibility="private", queue=False)
     timer.tick(tick, None, outputs, api_visibility="private", queue=False)
+    # An analysis may have loaded the model itself (--no-preload): say so once it ends.
+    p.analysis_event.then(tick, None, outputs, api_visibility="private", queue=False)
 
 
 def _wire_analysis(p: Page, h: ModelHandlers) -> None:
@@ -459,7 +461,7 @@ def _wire_analysis(p: Page, h: ModelHandlers) -> None:
         p.label_status,
         *p.label_controls,
     ]
-    p.analyze_btn.click(
+    p.analysis_event = p.analyze_btn.click(
         h.analyze,
         [
             p.upload,

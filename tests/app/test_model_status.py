@@ -192,3 +192,35 @@ def test_the_page_shows_the_build_and_analyze_waits_for_the_model(tmp_path):
         demo.close()
         studio.close()
         gc.unfreeze()
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not Path("/usr/bin/chromium").exists(), reason="needs Debian's chromium at /usr/bin/chromium"
+)
+def test_after_an_analysis_that_loaded_the_model_the_page_says_it_is_ready(tmp_path, tiny_checkpoint, clip):
+    """With --no-preload the first analysis loads the model; when it ends, the status line above
+    Analyze says the model is ready (it no longer says the model loads on the first analysis)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.app.conftest import ARGS, CHROMIUM, base_config, serve, stop
+
+    app = serve(base_config(tmp_path, checkpoint=str(tiny_checkpoint), preload=False))
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(120_000)
+            page.goto(app.url, wait_until="load")
+            page.wait_for_selector("#model-status:has-text('The model loads on the first analysis')")
+            page.fill("#annotator input, #annotator textarea", "mo")
+            page.set_input_files("#upload input[type=file]", str(clip))
+            page.fill("#question textarea", "Which way does the shape move?")
+            page.fill("#options textarea", "left\nright")
+            page.click("#btn-analyze")
+            page.wait_for_selector("#label-status:has-text('Done in')")  # the Label view opens
+            page.get_by_role("tab", name="Analyze").click()
+            page.wait_for_selector("#model-status:has-text('Model ready.')")
+            browser.close()
+    finally:
+        stop(app)
