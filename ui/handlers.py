@@ -579,10 +579,29 @@ class Handlers:
         }
 
     @shown_errors
-    def export(self, format: str, suffix: str, min_agreement: float, annotators: str, since: str):
+    def export(
+        self,
+        format: str,
+        suffix: str,
+        min_agreement: float,
+        annotators: str,
+        since: str,
+        resolution: str = "majority",
+        min_annotators: float = 0,
+        adjudicated_only: bool = False,
+    ):
         """Write an export and offer it for download."""
         names = [a.strip() for a in (annotators or "").split(",") if a.strip()]
-        result = self.studio.export(format, suffix, min_agreement, names, since)
+        result = self.studio.export(
+            format,
+            suffix,
+            min_agreement,
+            names,
+            since,
+            resolution=resolution or "majority",
+            min_annotators=int(min_annotators or 0),
+            adjudicated_only=bool(adjudicated_only),
+        )
         message = f"{result['records']} {format} records in {result['path'].rsplit('/', 1)[-1]}"
         return {self.page.export_file: result["path"], self.page.export_status: message}
 

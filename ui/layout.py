@@ -351,6 +351,17 @@ def _export_view(p: Page) -> None:
     with gr.Row():
         p.export_annotators = gr.Textbox(label="Only these annotators (comma-separated; empty = all)")
         p.export_since = gr.Textbox(label="Labeled since (ISO date, e.g. 2025-01-31; empty = all)")
+    with gr.Row():  # how each item's verdict is decided (annotation_db.resolution) and which count
+        p.export_resolution = gr.Radio(
+            ["majority", "dawid-skene"], value="majority", label="Annotators' labels combine by"
+        )
+        p.export_min_annotators = gr.Number(
+            0,
+            precision=0,
+            minimum=0,
+            label="Minimum annotators per item (a reviewer's decision always counts)",
+        )
+        p.export_adjudicated = gr.Checkbox(False, label="Only items a reviewer decided")
     p.export_btn = gr.Button("Export", variant="primary", elem_id="btn-export")
     p.export_status = gr.Markdown()
     p.export_file = gr.File(label="Download", elem_id="export-file")
@@ -558,7 +569,16 @@ def _wire_tables(p: Page, h: ModelHandlers, config: AppConfig) -> None:
     p.dashboard_tab.select(h.dashboard, None, dashboard_outputs, api_visibility="private", **limit)
     p.export_btn.click(
         h.export,
-        [p.export_format, p.export_suffix, p.min_agreement, p.export_annotators, p.export_since],
+        [
+            p.export_format,
+            p.export_suffix,
+            p.min_agreement,
+            p.export_annotators,
+            p.export_since,
+            p.export_resolution,
+            p.export_min_annotators,
+            p.export_adjudicated,
+        ],
         [p.export_file, p.export_status],
         api_name="export",
         **limit,

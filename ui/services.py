@@ -445,7 +445,12 @@ class Studio:
         min_agreement: float = 0.0,
         annotators: Sequence[str] = (),
         since: str | None = None,
+        *,
+        resolution: str = "majority",
+        min_annotators: int = 0,
+        adjudicated_only: bool = False,
     ) -> dict[str, Any]:
+        """An export file in a fresh temporary folder; the filters as ``Store.export`` takes them."""
         if format not in FORMATS:
             raise AppError(f"export format must be one of {', '.join(FORMATS)}")
         if suffix not in EXPORT_SUFFIXES:
@@ -466,6 +471,9 @@ class Studio:
                 annotators=list(annotators) or None,
                 min_agreement=float(min_agreement or 0.0),
                 since=(since or "").strip() or None,
+                resolution=resolution,
+                min_annotators=min_annotators,
+                adjudicated_only=adjudicated_only,
             )
         except ExportWriteError as exc:
             shutil.rmtree(folder, ignore_errors=True)

@@ -196,6 +196,20 @@ def test_export_offers_the_file_and_matches_the_store(app, imported):
     assert parquet.endswith(".parquet")
 
 
+def test_export_tab_filters_by_how_each_label_was_decided(app, imported):
+    """The Export tab's resolution filters reach the store: one annotator's labels are not enough
+    for two, nothing here was adjudicated, and Dawid-Skene is named as the source of the records it decided."""
+    client = app.client()
+    client.predict("hana", "q-low", 0, "", "", True, api_name="/accept")
+    client.predict("hana", "q-low", 1, "reasoning_logic", "", True, api_name="/reject")
+    path, _ = client.predict("trl-stepwise", "jsonl", 0, "hana", "", "dawid-skene", 0, False, api_name="/export")
+    records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
+    assert records and {r["label_source"] for r in records} == {"dawid_skene"}
+    for filters in [("majority", 2, False), ("majority", 0, True)]:
+        with pytest.raises(AppError, match="no labelled steps match the trl-stepwise export"):
+            client.predict("trl-stepwise", "jsonl", 0, "hana", "", *filters, api_name="/export")
+
+
 def test_dashboard_reports_counts_and_calibration(app, imported):
     client = app.client()
     client.predict("hugo", "q-high", 1, "hallucination", "", True, api_name="/reject")
