@@ -202,7 +202,9 @@ def test_export_tab_filters_by_how_each_label_was_decided(app, imported):
     client = app.client()
     client.predict("hana", "q-low", 0, "", "", True, api_name="/accept")
     client.predict("hana", "q-low", 1, "reasoning_logic", "", True, api_name="/reject")
-    path, _ = client.predict("trl-stepwise", "jsonl", 0, "hana", "", "dawid-skene", 0, False, api_name="/export")
+    path, _ = client.predict(
+        "trl-stepwise", "jsonl", 0, "hana", "", "dawid-skene", 0, False, api_name="/export"
+    )
     records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines()]
     assert records and {r["label_source"] for r in records} == {"dawid_skene"}
     for filters in [("majority", 2, False), ("majority", 0, True)]:
