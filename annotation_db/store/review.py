@@ -111,6 +111,20 @@ class ReviewVerbs:
             change(db, step_id, name, role, now)
             return review.item_view(db, step_id, alternative_id, ResolutionRule())
 
+    def _review_action(
+        self, reviewer, trace_id, step_index, alternative_id, action: str, state
+    ) -> dict[str, Any]:
+        """One review event (``decide`` / ``send_back``) with the item's new state."""
+        return self._review_write(
+            reviewer,
+            trace_id,
+            step_index,
+            alternative_id,
+            lambda db, step_id, name, _role, now: review.apply(
+                db, step_id, alternative_id, name, action, state, now
+            ),
+        )
+
     def adjudicate(
         self,
         reviewer: str,
@@ -124,30 +138,14 @@ class ReviewVerbs:
     ) -> dict[str, Any]:
         """Set the item's final verdict (accept | reject). Returns ``review_item``'s view."""
         state = review.check_decision(verdict, error_type, note)
-        return self._review_write(
-            reviewer,
-            trace_id,
-            step_index,
-            alternative_id,
-            lambda db, step_id, name, _, now: review.apply(
-                db, step_id, alternative_id, name, "decide", state, now
-            ),
-        )
+        return self._review_action(reviewer, trace_id, step_index, alternative_id, "decide", state)
 
     def send_back(
         self, reviewer: str, trace_id: str, step_index: int, note: str, *, alternative_id: int | None = None
     ) -> dict[str, Any]:
         """Send the item back to its annotators with a note (it has no verdict until decided)."""
         state = {"status": "sent_back", "note": review.check_note(note, required=True)}
-        return self._review_write(
-            reviewer,
-            trace_id,
-            step_index,
-            alternative_id,
-            lambda db, step_id, name, _, now: review.apply(
-                db, step_id, alternative_id, name, "send_back", state, now
-            ),
-        )
+        return self._review_action(reviewer, trace_id, step_index, alternative_id, "send_back", state)
 
     def clear_review(
         self, reviewer: str, trace_id: str, step_index: int, *, alternative_id: int | None = None

@@ -256,7 +256,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, model: ModelOptions) -> BatchSettings:
     """``model``: the options with the checkpoint chosen (``ModelOptions.with_checkpoint``)."""
-    perturb = tuple(p.strip() for p in args.perturb.split(",") if p.strip())
+    from inference.reasoning.perturb import perturbation_names
+
+    perturb = perturbation_names(args.perturb)
     return BatchSettings(
         checkpoint=model.checkpoint,
         revision=model.revision,
@@ -283,9 +285,9 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.sample or args.samples_per_question > 1) and not (0 < args.top_p <= 1 and args.temperature > 0):
         raise BatchError("sampling needs 0 < --top-p <= 1 and --temperature above 0")
     if args.score:
-        from inference.reasoning.perturb import get_perturbation
+        from inference.reasoning.perturb import get_perturbation, perturbation_names
 
-        names = [p.strip() for p in args.perturb.split(",") if p.strip()]
+        names = perturbation_names(args.perturb)
         if not names:
             raise BatchError("--score needs at least one --perturb name, e.g. noise")
         for name in names:

@@ -51,9 +51,10 @@ def format_trace(trace) -> str:
 
 
 def settings_from_args(args: argparse.Namespace):
+    from inference.reasoning.perturb import perturbation_names
     from inference.reasoning.pipeline import AnalysisSettings
 
-    perturbations = tuple(p.strip() for p in args.perturb.split(",") if p.strip()) if args.score else ()
+    perturbations = perturbation_names(args.perturb) if args.score else ()
     if args.score and not perturbations:
         raise UserError("--score needs at least one --perturb name, e.g. noise")
     return AnalysisSettings(

@@ -137,6 +137,11 @@ def get_perturbation(name: str) -> Perturbation:
         ) from None
 
 
+def perturbation_names(text: str) -> tuple[str, ...]:
+    """``"noise, mute"`` -> ``("noise", "mute")``: the commands' ``--perturb`` list (names unchecked)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def perturbation_generator(seed: int, name: str) -> torch.Generator:
     """Each perturbation draws from its own generator seeded by ``seed`` alone, so a score does
     not depend on which other perturbations were asked for or in which order."""
